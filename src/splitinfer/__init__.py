@@ -1,0 +1,44 @@
+"""splitinfer: split inference for Ultralytics YOLO across an edge fleet.
+
+The public API is imported lazily, so ``import splitinfer`` (and ``splitctl --help``) does not pay for torch.
+
+    >>> import splitinfer
+    >>> model = splitinfer.load_model("yolo11n.yaml")
+    >>> head, tail = splitinfer.split(model, "b")
+    >>> blob = splitinfer.Codec(bits=4).encode(head(x))
+    >>> out = tail(splitinfer.Codec().decode(blob))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "SplitInferError": "splitinfer.errors",
+    "CodecError": "splitinfer.errors",
+    "ModelError": "splitinfer.errors",
+    "TransportError": "splitinfer.errors",
+    "FleetConfigError": "splitinfer.errors",
+    "DeployError": "splitinfer.errors",
+    "FeatureSet": "splitinfer.features",
+    "FrameMeta": "splitinfer.features",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'splitinfer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

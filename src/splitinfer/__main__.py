@@ -1,0 +1,3 @@
+from splitinfer.cli.app import main
+
+main()

@@ -1,0 +1,63 @@
+"""The ``splitctl`` Typer app. Each noun lives in its own module and is mounted here.
+
+Commands raise :class:`~splitinfer.errors.SplitInferError` for bad input; :class:`_Group` catches it once,
+prints it in red on stderr and exits 1. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from splitinfer import __version__
+from splitinfer.errors import SplitInferError
+
+from ._console import err_console
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SplitInferError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="splitctl",
+    help="Split inference for Ultralytics YOLO across an edge fleet.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"splitctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Split inference for Ultralytics YOLO across an edge fleet."""
+
+
+def _mount() -> None:
+    # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
+    pass
+
+
+_mount()
+
+
+def main() -> None:
+    app()
