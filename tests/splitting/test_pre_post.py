@@ -28,7 +28,8 @@ def test_to_batch_is_rgb_float_and_records_frames() -> None:
     batch, frames = to_batch([image], 64, sources=["cam"], seqs=[7], timestamps=[1.5])
     assert batch.shape == (1, 3, 64, 64) and batch.dtype == torch.float32
     assert batch[0, 2, 32, 32] == 1.0 and batch[0, 0, 32, 32] == 0.0  # blue lands in channel 2 (RGB)
-    assert frames[0] == FrameMeta(source="cam", seq=7, timestamp=1.5, orig_shape=(100, 200), ratio=0.32, pad=(0.0, 16.0))
+    expected = FrameMeta(source="cam", seq=7, timestamp=1.5, orig_shape=(100, 200), ratio=0.32, pad=(0.0, 16.0))
+    assert frames[0] == expected
 
 
 def test_boxes_map_back_to_the_original_frame_like_ultralytics() -> None:

@@ -98,7 +98,7 @@ def test_head_rejects_bad_input(x: torch.Tensor, message: str) -> None:
 def test_load_model_errors_are_clear(tmp_path: Any) -> None:
     with pytest.raises(ModelError, match="model file not found"):
         splitinfer.load_model(str(tmp_path / "missing.pt"))
-    with pytest.raises(ModelError, match="expected a .pt checkpoint or a .yaml config"):
+    with pytest.raises(ModelError, match=r"expected a \.pt checkpoint or a \.yaml config"):
         splitinfer.load_model("model.onnx")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")

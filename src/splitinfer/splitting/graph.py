@@ -13,7 +13,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 from splitinfer.errors import ModelError
 
-__all__ = ["LayerGraph", "PRESETS"]
+__all__ = ["PRESETS", "LayerGraph"]
 
 PRESETS = ("a", "b", "c", "d")
 

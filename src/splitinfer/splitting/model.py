@@ -47,7 +47,7 @@ class Model:
 
     @property
     def layers(self) -> Any:
-        return self.net.model  # type: ignore[union-attr]
+        return self.net.model
 
     @property
     def names(self) -> Dict[int, str]:
@@ -129,11 +129,11 @@ def load_model(
         raise ModelError(f"device {device!r} asked for, but this torch has no CUDA device")
     net = net.float().eval()
     if end2end is not None:
-        if end2end and getattr(net.model[-1], "one2one_cv2", None) is None:
+        if end2end and getattr(net.model[-1], "one2one_cv2", None) is None:  # type: ignore[index]
             raise ModelError(f"{source}: end2end asked for, but this model has no one-to-one head")
-        net.end2end = end2end  # before fusing, which drops the unused head
+        net.end2end = end2end  # type: ignore[assignment]  # before fusing, which drops the unused head
     if fuse and hasattr(net, "fuse"):
-        net = net.fuse(verbose=False)
+        net = net.fuse(verbose=False)  # type: ignore[operator]
     net = net.to(dev)
     if half:
         net = net.half()

@@ -42,7 +42,7 @@ def _nms() -> Any:
     try:
         from ultralytics.utils.nms import non_max_suppression
     except ImportError:  # Ultralytics before 8.3.1xx kept it in ops
-        from ultralytics.utils.ops import non_max_suppression  # type: ignore[no-redef]
+        from ultralytics.utils.ops import non_max_suppression  # type: ignore[no-redef,attr-defined]
     return non_max_suppression
 
 

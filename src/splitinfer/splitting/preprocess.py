@@ -16,7 +16,9 @@ __all__ = ["letterbox", "to_batch"]
 PAD_VALUE = 114
 
 
-def letterbox(image: np.ndarray, size: Tuple[int, int], *, scaleup: bool = True) -> Tuple[np.ndarray, float, Tuple[int, int]]:
+def letterbox(
+    image: np.ndarray, size: Tuple[int, int], *, scaleup: bool = True
+) -> Tuple[np.ndarray, float, Tuple[int, int]]:
     """Resize ``image`` (H×W×3 uint8) to fit ``size`` (height, width) keeping its aspect ratio, and pad the rest
     with grey 114, centred — Ultralytics' ``LetterBox(auto=False, center=True)``.
 

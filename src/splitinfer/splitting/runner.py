@@ -107,7 +107,8 @@ class Tail:
 
     def check(self, features: FeatureSet) -> None:
         """Refuse features that this tail cannot finish: another model, another cut, other layers."""
-        if features.model and self.model.fingerprint and features.model != self.model.fingerprint[: len(features.model)]:
+        theirs, ours = features.model, self.model.fingerprint
+        if theirs and ours and not ours.startswith(theirs):
             raise ModelError(f"features were made by model {features.model[:12]}…, this tail runs "
                              f"{self.model.fingerprint[:12]}…")
         if features.cut != self.cut:
