@@ -71,7 +71,7 @@ def postprocess(
         results.append(Detections(
             boxes=boxes.numpy(),
             scores=det[:, 4].numpy(),
-            classes=det[:, 5].long().numpy(),
+            classes=det[:, 5].numpy().astype("int64"),
             frame=frame,
             names=dict(names or {}),
         ))
