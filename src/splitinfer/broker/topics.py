@@ -115,6 +115,14 @@ class Topics:
         """Where the tail serving ``head`` publishes its detections."""
         return f"{self.root}/detections/{validate_id(head, 'head id')}"
 
+    def policy(self) -> str:
+        """``coordinator/policy`` (retained JSON): the fleet's model, default cut and codec, per-device overrides.
+
+        Written by the coordinator at start and by ``splitctl deploy`` to change cuts without recreating
+        containers; the coordinator follows it.
+        """
+        return f"{self.root}/coordinator/policy"
+
     # ---- subscriptions ---------------------------------------------------------------------------------
 
     def all(self) -> str:
@@ -156,8 +164,11 @@ def _parse_levels(levels: Tuple[str, ...]) -> ParsedTopic:
         return ParsedTopic(levels[2], validate_id(levels[1]))
     if len(levels) == 3 and levels[0] == "features":
         return ParsedTopic("features", validate_id(levels[2], "head id"), validate_id(levels[1], "tail id"))
+    if levels == ("coordinator", "policy"):
+        return ParsedTopic("policy", "coordinator")
     if len(levels) == 2 and levels[0] == "detections":
         return ParsedTopic("detections", validate_id(levels[1], "head id"))
     raise TransportError(
-        "expected devices/<id>/{info,state,assign,metrics}, features/<tail>/<head> or detections/<head>"
+        "expected devices/<id>/{info,state,assign,metrics}, features/<tail>/<head>, detections/<head> "
+        "or coordinator/policy"
     )

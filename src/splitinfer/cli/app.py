@@ -52,9 +52,11 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    from . import inspect
+    from . import coordinator, inspect, node
 
     app.command("inspect")(inspect.inspect_model)
+    app.command("coordinator")(coordinator.coordinator)
+    app.add_typer(node.app, name="node")
 
 
 _mount()

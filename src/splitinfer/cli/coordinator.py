@@ -1,0 +1,52 @@
+"""``splitctl coordinator``: registry, cut and route assignment, failover."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+from typing_extensions import Annotated
+
+from splitinfer.errors import FleetConfigError
+
+from ._common import BrokerOpt, FleetOpt, PrefixOpt, broker_config, stop_on_signals
+
+
+def parse_overrides(values: List[str]) -> dict:
+    """``ID=CUT`` pairs → {id: Override(cut=CUT)}."""
+    from splitinfer.coordinator import Override
+
+    out = {}
+    for value in values:
+        device, sep, cut = value.partition("=")
+        if not sep or not device or not cut:
+            raise FleetConfigError(f"--override {value!r}: expected DEVICE=CUT, e.g. jetson-01=a")
+        out[device] = Override(cut=cut)
+    return out
+
+
+def coordinator(
+    model: Annotated[str, typer.Option(help="Model every node loads (path as the nodes see it).")] = "yolo11n.yaml",
+    sha256: Annotated[str, typer.Option(help="Expected sha256 of a .pt model (nodes refuse another file).")] = "",
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
+    cut: Annotated[str, typer.Option(help="Default cut: a|b|c|d or a layer number.")] = "b",
+    bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
+    batch: Annotated[int, typer.Option(help="Frames per head batch.")] = 1,
+    tail_batch: Annotated[int, typer.Option(help="Max frames a tail batches across heads.")] = 8,
+    max_wait_ms: Annotated[float, typer.Option(help="Longest a tail waits to fill a batch.")] = 5.0,
+    override: Annotated[Optional[List[str]], typer.Option(help="Per-device cut, DEVICE=CUT (repeatable).")] = None,
+    broker: BrokerOpt = None,
+    fleet: FleetOpt = "default",
+    prefix: PrefixOpt = "splitinfer",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Register devices, assign each head a cut and a tail, and re-route heads when a tail goes offline."""
+    from splitinfer.broker.topics import Topics
+    from splitinfer.coordinator import Policy
+    from splitinfer.coordinator.service import Coordinator
+    from splitinfer.runtime import setup_logging
+
+    setup_logging(verbose)
+    policy = Policy(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits}, batch=batch,
+                    tail_batch=tail_batch, max_wait_ms=max_wait_ms, overrides=parse_overrides(override or []))
+    Coordinator(broker_config(broker), Topics(fleet, prefix), policy).run(stop_on_signals())

@@ -1,0 +1,74 @@
+"""``splitctl node head|tail``: the programs the edge and tail containers run."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from ._common import BrokerOpt, FleetOpt, PrefixOpt, broker_config, stop_on_signals
+from ._console import print_json
+
+app = typer.Typer(help="Run a node: what the containers run. Nodes follow the coordinator's assignment.",
+                  no_args_is_help=True)
+
+IdOpt = Annotated[str, typer.Option("--id", envvar="SPLITINFER_DEVICE_ID", help="This device's id in the fleet.")]
+ModelDirOpt = Annotated[str, typer.Option("--model-dir", envvar="SPLITINFER_MODEL_DIR",
+                                          help="Where assigned model files are looked up.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1.")]
+HalfOpt = Annotated[bool, typer.Option("--half", help="Run the model in fp16 (GPU).")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+@app.command("head")
+def head(
+    device_id: IdOpt,
+    source: Annotated[str, typer.Option("--source", envvar="SPLITINFER_SOURCE",
+                                        help="Video file, camera index, rtsp:// URL, GStreamer pipeline, image "
+                                             "folder, or synthetic[:N].")] = "synthetic",
+    broker: BrokerOpt = None,
+    fleet: FleetOpt = "default",
+    prefix: PrefixOpt = "splitinfer",
+    fps: Annotated[float, typer.Option(help="Pace file sources at this rate, dropping stale frames; 0 reads as "
+                                            "fast as the head takes frames.")] = 0.0,
+    frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    loop: Annotated[bool, typer.Option(help="Restart file sources at their end.")] = False,
+    model_dir: ModelDirOpt = "",
+    device: DeviceOpt = "cpu",
+    half: HalfOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Capture → letterbox → head layers → encode → publish features to the assigned tail."""
+    from splitinfer.broker.topics import Topics
+    from splitinfer.edge_image import HeadNode
+    from splitinfer.runtime import setup_logging
+
+    setup_logging(verbose)
+    node = HeadNode(broker_config(broker), Topics(fleet, prefix), device_id, source, fps=fps, frames=frames,
+                    loop=loop, model_dir=model_dir, device=device, half=half)
+    print_json(node.run(stop_on_signals()))
+
+
+@app.command("tail")
+def tail(
+    device_id: IdOpt,
+    broker: BrokerOpt = None,
+    fleet: FleetOpt = "default",
+    prefix: PrefixOpt = "splitinfer",
+    model_dir: ModelDirOpt = "",
+    device: DeviceOpt = "cpu",
+    half: HalfOpt = False,
+    conf: Annotated[float, typer.Option(help="Confidence threshold for published detections.")] = 0.25,
+    queue: Annotated[int, typer.Option(help="Feature messages held before the oldest are dropped.")] = 64,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Decode features from the heads routed here → batch → tail layers → NMS → publish detections."""
+    from splitinfer.broker.topics import Topics
+    from splitinfer.runtime import setup_logging
+    from splitinfer.tail_image import TailNode
+
+    setup_logging(verbose)
+    node = TailNode(broker_config(broker), Topics(fleet, prefix), device_id, model_dir=model_dir, device=device,
+                    half=half, conf=conf, queue=queue)
+    print_json(node.run(stop_on_signals()))

@@ -1,0 +1,173 @@
+"""The head node: capture → letterbox → head layers → encode → publish, following its assignment.
+
+What the edge container runs (``splitctl node head``). Knows nothing of Docker or the CLI. Python 3.8.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Dict, Optional
+
+from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.topics import Topics
+from splitinfer.errors import SplitInferError, TransportError
+from splitinfer.protocol import Assignment, pack_features
+from splitinfer.runtime import LatencyStats, NodeLink, device_info
+
+from .capture import Grabber
+from .pipeline import HeadPipeline
+
+__all__ = ["HeadNode"]
+
+log = logging.getLogger("splitinfer.head")
+
+
+class HeadNode:
+    def __init__(
+        self,
+        config: BrokerConfig,
+        topics: Topics,
+        device_id: str,
+        source: str,
+        *,
+        fps: float = 0.0,
+        frames: Optional[int] = None,
+        loop: bool = False,
+        model_dir: str = "",
+        device: str = "cpu",
+        half: bool = False,
+    ) -> None:
+        self.topics = topics
+        self.device_id = device_id
+        self.source = source
+        self.fps, self.frames, self.loop = fps, frames, loop
+        self.model_dir, self.device, self.half = model_dir, device, half
+        self.stats = LatencyStats()
+        self.counts: Dict[str, int] = dict.fromkeys(("sent", "unsent", "no_route", "failed", "bytes"), 0)
+        self.assignment: Optional[Assignment] = None
+        self.pipeline: Optional[HeadPipeline] = None
+        self.grabber: Optional[Grabber] = None
+        self._rate = _Rate()
+        self.link = NodeLink(config, topics, device_info(device_id, "head"), metrics=self.metrics)
+
+    def metrics(self) -> Dict[str, Any]:
+        g = self.grabber
+        sent = self.counts["sent"]
+        return {
+            "role": "head", "fps": self._rate.value(), "latency_ms": self.stats.summary(),
+            "bytes_per_frame": round(self.counts["bytes"] / sent) if sent else 0,
+            "frames_captured": g.captured if g else 0, "frames_sent": sent,
+            "dropped": (g.dropped if g else 0) + self.counts["unsent"] + self.counts["no_route"],
+            "dropped_capture": g.dropped if g else 0, "unsent": self.counts["unsent"],
+            "no_route": self.counts["no_route"], "failed": self.counts["failed"],
+            "source_done": bool(g and g.exhausted),
+            "generation": self.assignment.generation if self.assignment else 0,
+            "cut": self.pipeline.head.cut if self.pipeline else None,
+            "route": self.assignment.route if self.assignment else "",
+        }
+
+    def run(self, stop: threading.Event) -> Dict[str, Any]:
+        """Run until the source ends (and the last frame is sent) or ``stop`` is set."""
+        self.link.start()
+        try:
+            self._wait_for_assignment(stop)
+            if stop.is_set():
+                return self.metrics()
+            batch = self.assignment.batch if self.assignment else 1
+            self.grabber = Grabber(self.source, fps=self.fps, capacity=2 * batch, limit=self.frames,
+                                   loop=self.loop).start()
+            while not stop.is_set():
+                self._follow_assignment(timeout=0.0)
+                if not self._step():
+                    break
+            if self.grabber.error is not None:
+                raise SplitInferError(f"source {self.source!r} failed: {self.grabber.error}")
+            return self.metrics()
+        finally:
+            if self.grabber is not None:
+                self.grabber.stop()
+            self.link.close()
+
+    def _wait_for_assignment(self, stop: threading.Event) -> None:
+        log.info("%s: waiting for an assignment on %s", self.device_id, self.topics.assign(self.device_id))
+        while not stop.is_set() and self.pipeline is None:
+            self._follow_assignment(timeout=0.5)
+
+    def _follow_assignment(self, timeout: float) -> None:
+        new = self.link.next_assignment(timeout)
+        if new is None or (self.assignment and new.generation <= self.assignment.generation and self.pipeline):
+            return
+        if self.pipeline is None or not new.same_pipeline(self.assignment):
+            try:
+                self.pipeline = HeadPipeline.build(new, model_dir=self.model_dir, device=self.device, half=self.half)
+            except SplitInferError as exc:
+                log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
+                return
+        log.info("%s: assignment %d: cut %s (layer %d), route → %s, codec %s", self.device_id, new.generation,
+                 new.cut, self.pipeline.head.cut, new.route or "(no live tail)", new.codec)
+        self.assignment = new
+
+    def _step(self) -> bool:
+        assert self.grabber is not None and self.pipeline is not None and self.assignment is not None
+        taken = self.grabber.take(self.assignment.batch, timeout=0.2)
+        if not taken:
+            return not self.grabber.exhausted
+        try:
+            blob, timings = self.pipeline.process(taken, self.device_id)
+        except SplitInferError as exc:
+            self.counts["failed"] += len(taken)
+            log.error("%s: frame failed: %s", self.device_id, exc)
+            return True
+        self.stats.add_all(timings)
+        route = self.assignment.route
+        if not route:
+            self.counts["no_route"] += len(taken)
+            return True
+        payload = pack_features(blob, time.time(), timings)
+        try:
+            ok = self.link.mqtt.publish(self.topics.features(route, self.device_id), payload, qos=0)
+        except TransportError as exc:
+            self.counts["failed"] += len(taken)
+            log.error("%s: %s", self.device_id, exc)
+            return True
+        if ok:
+            self.counts["sent"] += len(taken)
+            self.counts["bytes"] += len(payload)
+            self._rate.tick(len(taken))
+        else:
+            self.counts["unsent"] += len(taken)
+        return True
+
+
+class _Rate:
+    """Frames per second over the last few seconds."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self.window = window
+        self._events: list = []
+
+    def tick(self, n: int = 1) -> None:
+        now = time.monotonic()
+        self._events.append((now, n))
+        while self._events and self._events[0][0] < now - self.window:
+            self._events.pop(0)
+
+    def value(self) -> float:
+        now = time.monotonic()
+        recent = [(t, n) for t, n in self._events if t >= now - self.window]
+        if len(recent) < 2:
+            return 0.0
+        span = max(now - recent[0][0], 1e-6)
+        return round(sum(n for _, n in recent) / span, 2)
+
+
+def resolve_model_path(name: str, model_dir: str) -> str:
+    """A model named in an assignment, as this node sees it: absolute, relative to ``model_dir``, or as given."""
+    if model_dir and not os.path.isabs(name):
+        candidate = os.path.join(model_dir, name)
+        if os.path.exists(candidate):
+            return candidate
+    return name

@@ -1,0 +1,183 @@
+"""What head and tail nodes share: who am I (device info), latency statistics, and the MQTT plumbing of a node
+(state + last will, retained info, following the retained assignment, periodic metrics).
+
+Part of the node runtime: Python 3.8-compatible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterable, Optional
+
+from splitinfer import __version__
+from splitinfer.broker.client import MqttClient, Subscription
+from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.topics import Topics
+from splitinfer.protocol import Assignment, DeviceInfo, ProtocolError
+
+__all__ = ["LatencyStats", "NodeLink", "device_info"]
+
+log = logging.getLogger("splitinfer.node")
+
+
+def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = None) -> DeviceInfo:
+    """This machine as the info topic describes it."""
+    torch_version = cuda = ""
+    accelerator = "cpu"
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        if torch.cuda.is_available():
+            cuda = str(torch.version.cuda or "")
+            accelerator = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return DeviceInfo(
+        id=device_id, role=role, version=__version__, arch=platform.machine(), accelerator=accelerator,
+        torch=torch_version, cuda=cuda, memory_mb=_memory_mb(), python=platform.python_version(),
+        profile=dict(profile or {}),
+    )
+
+
+def _memory_mb() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def rss_mb() -> float:
+    """Resident memory of this process, from /proc (Linux), in MiB; 0 where unknown."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+class LatencyStats:
+    """The most recent ``window`` samples of each named stage; p50/p99 over them."""
+
+    def __init__(self, window: int = 512) -> None:
+        self.window = window
+        self._samples: Dict[str, Deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, stage: str, value: float) -> None:
+        with self._lock:
+            self._samples.setdefault(stage, deque(maxlen=self.window)).append(float(value))
+
+    def add_all(self, values: Dict[str, float]) -> None:
+        for stage, value in values.items():
+            self.add(stage, value)
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        with self._lock:
+            snapshot = {k: sorted(v) for k, v in self._samples.items() if v}
+        return {k: {"p50": _pct(v, 0.50), "p99": _pct(v, 0.99)} for k, v in snapshot.items()}
+
+
+def _pct(ordered: Any, q: float) -> float:
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+
+class NodeLink:
+    """A node's connection: state ``online``/``offline`` (last will), retained info, the assignment it follows,
+    and metrics published every ``metrics_every`` seconds from ``metrics()``.
+    """
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        topics: Topics,
+        info: DeviceInfo,
+        *,
+        metrics: Callable[[], Dict[str, Any]],
+        metrics_every: float = 2.0,
+    ) -> None:
+        self.topics = topics
+        self.info = info
+        self.device_id = info.id
+        config = config.with_client_id(config.client_id or f"{topics.fleet}-{info.id}")
+        self.mqtt = MqttClient(config, state_topic=topics.state(info.id))
+        self._metrics = metrics
+        self._metrics_every = metrics_every
+        self._stop = threading.Event()
+        self._assign_sub: Optional[Subscription] = None
+        self._thread: Optional[threading.Thread] = None
+        self.bad_assignments = 0
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._assign_sub = self.mqtt.subscribe(self.topics.assign(self.device_id), qos=1, maxsize=16)
+        self.mqtt.connect(timeout=timeout)
+        self._announce()
+        self._thread = threading.Thread(target=self._metrics_loop, name="metrics", daemon=True)
+        self._thread.start()
+
+    def _announce(self) -> None:
+        self.mqtt.publish(self.topics.info(self.device_id), self.info.to_json(), qos=1, retain=True)
+        self.mqtt.publish(self.topics.state(self.device_id), b"online", qos=1, retain=True)
+
+    def next_assignment(self, timeout: float = 0.0) -> Optional[Assignment]:
+        """The newest assignment received since the last call (None if none); bad ones are logged and skipped."""
+        newest = None
+        sub = self._assign_sub
+        if sub is None:
+            return None
+        first = sub.get(timeout) if timeout > 0 else None
+        for msg in ([first] if first else []) + sub.drain():
+            if not msg.payload:
+                continue  # a cleared retained assignment
+            try:
+                newest = Assignment.from_json(msg.payload)
+            except ProtocolError as exc:
+                self.bad_assignments += 1
+                log.warning("ignoring assignment: %s", exc)
+        return newest
+
+    def publish_metrics(self) -> None:
+        data = self._metrics()
+        data.update(time=time.time(), mqtt=self.mqtt.counters(), rss_mb=round(rss_mb(), 1))
+        self.mqtt.publish(self.topics.metrics(self.device_id), json.dumps(data).encode(), qos=0)
+
+    def _metrics_loop(self) -> None:
+        connects = self.mqtt.counters()["connects"]
+        while not self._stop.wait(self._metrics_every):
+            try:
+                now = self.mqtt.counters()["connects"]
+                if now != connects and self.mqtt.connected:  # reconnected: a restarted broker forgot retained info
+                    connects = now
+                    self._announce()
+                self.publish_metrics()
+            except Exception:  # metrics must never take a node down
+                log.exception("publishing metrics failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self.mqtt.connected:
+            try:
+                self.publish_metrics()
+                self.mqtt.publish(self.topics.state(self.device_id), b"offline", qos=1, retain=True)
+            except Exception:
+                log.debug("final publish failed", exc_info=True)
+        self.mqtt.close()
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+
+
+def wait_all(events: Iterable[threading.Event], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    return all(e.wait(max(0.0, deadline - time.monotonic())) for e in events)
