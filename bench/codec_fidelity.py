@@ -222,7 +222,7 @@ def main() -> None:
 
     for bits in args.bits:
         codec = Codec(bits=bits)
-        row = {"bits": bits, **codec.settings.describe(), **fx.evaluate(codec)}
+        row = {"bits": bits, **codec.describe(), **fx.evaluate(codec)}
         rows.append(row)
         print(f"bits={bits:2d}  {row['bits_per_value']:.3f} bits/value  mAP50 {row['map50']:.3f}")
     RESULTS.mkdir(exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -60,6 +60,10 @@ class Codec:
     @classmethod
     def from_settings(cls, settings: CodecSettings, *, max_sources: int = 1024) -> Codec:
         return cls(max_sources=max_sources, **settings.describe())
+
+    def describe(self) -> Dict[str, Any]:
+        """The encoder settings as plain data (for logs, benchmarks and assignments)."""
+        return self.settings.describe()
 
     def reset(self, source: Optional[str] = None) -> None:
         """Forget keyframe state (of one source, or all): the next frame of that source is a keyframe."""
