@@ -28,6 +28,19 @@ _EXPORTS = {
     "CodecSettings": "splitinfer.codec",
     "FeatureSet": "splitinfer.features",
     "FrameMeta": "splitinfer.features",
+    "Detections": "splitinfer.splitting",
+    "Head": "splitinfer.splitting",
+    "LayerGraph": "splitinfer.splitting",
+    "Model": "splitinfer.splitting",
+    "PRESETS": "splitinfer.splitting",
+    "Tail": "splitinfer.splitting",
+    "file_sha256": "splitinfer.splitting",
+    "layer_shapes": "splitinfer.splitting",
+    "letterbox": "splitinfer.splitting",
+    "load_model": "splitinfer.splitting",
+    "postprocess": "splitinfer.splitting",
+    "split": "splitinfer.splitting",
+    "to_batch": "splitinfer.splitting",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

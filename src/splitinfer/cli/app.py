@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from rich.markup import escape
 from typer.core import TyperGroup
@@ -20,7 +19,7 @@ from ._console import err_console
 
 
 class _Group(TyperGroup):
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # click.Context (typer may vendor its own click)
         try:
             return super().invoke(ctx)
         except SplitInferError as exc:
@@ -53,7 +52,9 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    pass
+    from . import inspect
+
+    app.command("inspect")(inspect.inspect_model)
 
 
 _mount()

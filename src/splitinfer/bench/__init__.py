@@ -1,0 +1,1 @@
+"""Measurement: detection fidelity (mAP against the unsplit model) and the codec benchmark."""
