@@ -24,6 +24,8 @@ _EXPORTS = {
     "TransportError": "splitinfer.errors",
     "FleetConfigError": "splitinfer.errors",
     "DeployError": "splitinfer.errors",
+    "Codec": "splitinfer.codec",
+    "CodecSettings": "splitinfer.codec",
     "FeatureSet": "splitinfer.features",
     "FrameMeta": "splitinfer.features",
     "Detections": "splitinfer.splitting",

@@ -1,0 +1,68 @@
+"""Uniform affine quantization, per channel or per tensor, run with torch ops on the tensor's own device.
+
+A group (one channel of one frame, or one whole frame of a tensor) with range ``[lo, hi]`` (``lo <= 0 <= hi``)
+and ``L = 2**bits`` levels gets
+
+    step = fp16((hi - lo) / (L - 1))       zp = round(-lo / step)        (zero is exactly representable)
+    q    = clamp(round(x / step) + zp, 0, L - 1)      x' = (q - zp) * step
+
+``step`` is rounded to fp16 *before* quantizing, so the encoder and the decoder use the very same step.
+With ``clip < 1`` the range comes from the ``(1 - clip)`` and ``clip`` quantiles of a subsample instead
+of min/max; values outside saturate.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+
+from ..errors import CodecError
+
+__all__ = ["dequantize", "fit", "groups", "quantize"]
+
+FP16_MAX = 65504.0
+FP16_TINY = 2.0**-24  # the smallest positive fp16 (subnormal)
+CLIP_SAMPLE = 4096  # values per group used to estimate clipping quantiles
+
+
+def groups(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
+    """View ``x`` (batch first) as ``[batch, groups, values]``: a group per channel, or one per frame."""
+    batch = int(x.shape[0])
+    n_groups = int(x.shape[1]) if per_channel and x.dim() >= 2 else 1
+    per_group = x.numel() // (batch * n_groups) if batch * n_groups else 0
+    return x.reshape(batch, n_groups, per_group)
+
+
+def fit(g: torch.Tensor, bits: int, clip: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Step (fp32 holding fp16-exact values) and zero point (float) per group of ``g`` ``[B, G, M]``."""
+    if g.shape[-1] == 0:
+        ones = g.new_ones(g.shape[:2], dtype=torch.float32)
+        return ones, ones * 0
+    if clip < 1.0:
+        sample = g[..., :: max(1, g.shape[-1] // CLIP_SAMPLE)].float()
+        n = sample.shape[-1]
+        lo = sample.kthvalue(max(1, int((1 - clip) * n)), dim=-1).values
+        hi = sample.kthvalue(max(1, min(n, round(clip * n))), dim=-1).values
+    else:
+        lo = g.amin(dim=-1).float()
+        hi = g.amax(dim=-1).float()
+    if not (bool(torch.isfinite(lo).all()) and bool(torch.isfinite(hi).all())):
+        raise CodecError("codec: cannot quantize a tensor holding NaN or infinity")
+    lo = lo.clamp(max=0.0)
+    hi = hi.clamp(min=0.0)
+    levels = (1 << bits) - 1
+    step = ((hi - lo) / levels).clamp(min=FP16_TINY, max=FP16_MAX).half().float()
+    zp = torch.round(-lo / step).clamp(0, levels)
+    return step, zp
+
+
+def quantize(g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int) -> torch.Tensor:
+    """Symbols (uint8, same shape as ``g``) on ``g``'s device."""
+    q = torch.round(g.float() / step[..., None]).add_(zp[..., None]).clamp_(0, (1 << bits) - 1)
+    return q.to(torch.uint8)
+
+
+def dequantize(symbols: torch.Tensor, step: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
+    """Float32 values from symbols ``[B, G, M]`` and per-group ``step``/``zp`` ``[B, G]``."""
+    return (symbols.float() - zp[..., None]) * step[..., None]

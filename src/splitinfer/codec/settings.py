@@ -1,0 +1,74 @@
+"""CodecSettings: how the encoder quantizes (the decoder reads everything it needs from the blob)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Dict
+
+from ..errors import CodecError
+
+__all__ = ["CodecSettings"]
+
+FLOAT_BITS = (16, 32)
+GRANULARITIES = ("channel", "tensor")
+LAYOUT_NAMES = ("planes", "bytes")
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    """Encoder settings; the defaults for each ``bits`` are the best found at cut b (docs/wire-format.md).
+
+    ``bits``: 2..8 for integer quantization, 16 or 32 for fp16/fp32 passthrough.
+    ``granularity``: ``"channel"`` (a step and zero point per channel and frame) or ``"tensor"`` (one per
+    tensor and frame).
+    ``coarse_extra_bits``: extra bits for every tensor of lower spatial resolution than the finest tensor of
+    the cut (capped at 8). Deep, low-resolution maps are few values and carry most of what the detector needs,
+    so a bit spent there buys more accuracy than one spent on the big early map.
+    ``clip``: fraction of each group's values kept inside the quantizer range (1.0 = min/max; 0.999 clips
+    the 0.05 % tails on each side, estimated on a subsample).
+    ``layout``: ``"planes"`` (bit planes) or ``"bytes"`` (one symbol per byte) before zstd.
+    ``level``: zstd level (1..22). ``keyframe_interval``: 0 for independent frames, N > 0 for temporal delta
+    coding with a keyframe every N frames per source.
+    ``max_values`` / ``max_bytes``: the decoder's limits on decoded values and on decompressed payload bytes.
+    """
+
+    bits: int = 2
+    granularity: str = "channel"
+    coarse_extra_bits: int = 1
+    clip: float = 1.0
+    layout: str = "planes"
+    level: int = 3
+    keyframe_interval: int = 0
+    max_values: int = 64 * 1024 * 1024
+    max_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not (2 <= self.bits <= 8 or self.bits in FLOAT_BITS):
+            raise CodecError(f"codec: bits must be 2..8 (quantized) or 16/32 (float), got {self.bits}")
+        if self.granularity not in GRANULARITIES:
+            raise CodecError(f"codec: granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
+        if not 0 <= self.coarse_extra_bits <= 6:
+            raise CodecError(f"codec: coarse_extra_bits must be 0..6, got {self.coarse_extra_bits}")
+        if not 0.5 < self.clip <= 1.0:
+            raise CodecError(f"codec: clip must be in (0.5, 1.0], got {self.clip}")
+        if self.layout not in LAYOUT_NAMES:
+            raise CodecError(f"codec: layout must be one of {LAYOUT_NAMES}, got {self.layout!r}")
+        if not 1 <= self.level <= 22:
+            raise CodecError(f"codec: zstd level must be 1..22, got {self.level}")
+        if self.keyframe_interval < 0:
+            raise CodecError(f"codec: keyframe_interval must be >= 0, got {self.keyframe_interval}")
+        if self.max_values < 1 or self.max_bytes < 1:
+            raise CodecError("codec: max_values and max_bytes must be positive")
+
+    @property
+    def quantized(self) -> bool:
+        return self.bits not in FLOAT_BITS
+
+    def bits_for(self, finest: bool) -> int:
+        """Bit width of a tensor: ``bits`` for the finest-resolution tensors, more for coarser ones."""
+        if not self.quantized or finest:
+            return self.bits
+        return min(8, self.bits + self.coarse_extra_bits)
+
+    def describe(self) -> Dict[str, Any]:
+        return asdict(self)
