@@ -52,11 +52,12 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    from . import coordinator, inspect, node
+    from . import coordinator, inspect, node, run
 
     app.command("inspect")(inspect.inspect_model)
     app.command("coordinator")(coordinator.coordinator)
     app.add_typer(node.app, name="node")
+    app.command("run")(run.run)
 
 
 _mount()
