@@ -51,8 +51,9 @@ def resolve_local_model(model: str, notes: List[str]) -> str:
     if not model.endswith(".pt") or os.path.isfile(model):
         return model
     fallback = Path(model).with_suffix(".yaml").name
-    notes.append(f"{model} is not on this machine and weights are not downloaded here; using {fallback} with random "
-                 f"weights (detections are meaningless, timings and sizes are real). Pass --model PATH.pt for real ones.")
+    notes.append(f"{model} is not on this machine and weights are not downloaded here; using {fallback} with "
+                 "random weights (detections are meaningless, timings and sizes are real). "
+                 "Pass --model PATH.pt for real ones.")
     return fallback
 
 
@@ -101,8 +102,8 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path
     }
     procs = {}
     for name, cmd in commands.items():
-        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(logs / f"{name}.log", "wb"),
-                                       stdin=subprocess.DEVNULL)
+        with open(logs / f"{name}.log", "wb") as log:  # the child keeps its own handle
+            procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
     return procs
 
 

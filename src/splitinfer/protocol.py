@@ -45,7 +45,7 @@ class ProtocolError(TransportError):
 
 def pack_features(blob: bytes, sent: float, stages: Mapping[str, float]) -> bytes:
     values = [float(stages.get(name, 0.0)) for name in HEAD_STAGES]
-    return _ENVELOPE.pack(ENVELOPE_MAGIC, sent, len(values)) + struct.pack("<%df" % len(values), *values) + blob
+    return _ENVELOPE.pack(ENVELOPE_MAGIC, sent, len(values)) + struct.pack(f"<{len(values)}f", *values) + blob
 
 
 def unpack_features(payload: bytes) -> Tuple[float, Dict[str, float], bytes]:
@@ -58,7 +58,7 @@ def unpack_features(payload: bytes) -> Tuple[float, Dict[str, float], bytes]:
     end = _ENVELOPE.size + 4 * count
     if len(payload) < end:
         raise ProtocolError(f"features envelope announces {count} timings but the message ends first")
-    values = struct.unpack_from("<%df" % count, payload, _ENVELOPE.size)
+    values = struct.unpack_from(f"<{count}f", payload, _ENVELOPE.size)
     if not math.isfinite(sent) or not all(math.isfinite(v) for v in values):
         raise ProtocolError("features envelope holds a non-finite time")
     return sent, dict(zip(HEAD_STAGES, values)), payload[end:]

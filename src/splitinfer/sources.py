@@ -140,12 +140,13 @@ def synthetic_frames(count: int = 60, size: tuple = (720, 1280)) -> Iterator[Fra
         raise SourceError("synthetic source: Ultralytics' bundled images were not found")
     height, width = size
     per_image = max(1, count // len(images))
+    fitted = [cv2.resize(im, (min(width, max(1, int(im.shape[1] * height / im.shape[0]))), height)) for im in images]
     for k in range(count):
-        base = images[min(k // per_image, len(images) - 1)]
-        scale = height / base.shape[0]
-        scaled = cv2.resize(base, (max(1, int(base.shape[1] * scale)), height))
+        scaled = fitted[min(k // per_image, len(images) - 1)]
         canvas = np.full((height, width, 3), 114, dtype=np.uint8)
-        shift = (k % per_image) * 4
-        w = min(scaled.shape[1], width - shift)
-        canvas[:, shift:shift + w] = scaled[:, :w]
+        room = width - scaled.shape[1]
+        step = (k % per_image) * 4
+        shift = step % (2 * room) if room else 0
+        shift = shift if shift <= room else 2 * room - shift  # pan right, then back
+        canvas[:, shift:shift + scaled.shape[1]] = scaled
         yield Frame(canvas, k, f"synthetic-{k:05d}")

@@ -19,6 +19,14 @@ ModelDirOpt = Annotated[str, typer.Option("--model-dir", envvar="SPLITINFER_MODE
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1.")]
 HalfOpt = Annotated[bool, typer.Option("--half", help="Run the model in fp16 (GPU).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")]
+
+
+def _threads(n: int) -> None:
+    if n > 0:
+        import torch
+
+        torch.set_num_threads(n)
 
 
 @app.command("head")
@@ -37,6 +45,7 @@ def head(
     model_dir: ModelDirOpt = "",
     device: DeviceOpt = "cpu",
     half: HalfOpt = False,
+    threads: ThreadsOpt = 0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Capture → letterbox → head layers → encode → publish features to the assigned tail."""
@@ -45,6 +54,7 @@ def head(
     from splitinfer.runtime import setup_logging
 
     setup_logging(verbose)
+    _threads(threads)
     node = HeadNode(broker_config(broker), Topics(fleet, prefix), device_id, source, fps=fps, frames=frames,
                     loop=loop, model_dir=model_dir, device=device, half=half)
     print_json(node.run(stop_on_signals()))
@@ -61,6 +71,7 @@ def tail(
     half: HalfOpt = False,
     conf: Annotated[float, typer.Option(help="Confidence threshold for published detections.")] = 0.25,
     queue: Annotated[int, typer.Option(help="Feature messages held before the oldest are dropped.")] = 64,
+    threads: ThreadsOpt = 0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode features from the heads routed here → batch → tail layers → NMS → publish detections."""
@@ -69,6 +80,7 @@ def tail(
     from splitinfer.tail_image import TailNode
 
     setup_logging(verbose)
+    _threads(threads)
     node = TailNode(broker_config(broker), Topics(fleet, prefix), device_id, model_dir=model_dir, device=device,
                     half=half, conf=conf, queue=queue)
     print_json(node.run(stop_on_signals()))

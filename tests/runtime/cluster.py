@@ -1,0 +1,99 @@
+"""A fleet on this machine for the runtime tests: real node processes (``python -m splitinfer node …``) on a
+real broker, and an operator client that reads detections and metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from splitinfer.broker.client import MqttClient
+from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.topics import Topics
+
+
+class Cluster:
+    def __init__(self, url: str, logs: Path, fleet: str = "test") -> None:
+        self.url = url
+        self.logs = logs
+        self.topics = Topics(fleet)
+        self.procs: Dict[str, subprocess.Popen] = {}
+        self.operator = MqttClient(BrokerConfig.from_url(url, client_id=f"{fleet}-operator-test"))
+        self.detections = self.operator.subscribe(self.topics.all_detections(), maxsize=100_000, drop="newest")
+        self.metrics_sub = self.operator.subscribe(self.topics.all_devices("metrics"), maxsize=100_000)
+        self.operator.connect(timeout=10)
+        self._metrics: Dict[str, Dict[str, Any]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "splitinfer", *args, "--broker", self.url, "--fleet", self.topics.fleet]
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self.procs[name]
+
+    def coordinator(self, model: str, *args: str) -> subprocess.Popen:
+        return self.start("coordinator", "coordinator", "--model", model, *args)
+
+    def tail(self, device_id: str, *args: str) -> subprocess.Popen:
+        return self.start(device_id, "node", "tail", "--id", device_id, *args)
+
+    def head(self, device_id: str, source: str, *args: str) -> subprocess.Popen:
+        return self.start(device_id, "node", "head", "--id", device_id, "--source", source, *args)
+
+    def wait_detections(self, n: int, timeout: float, where: Optional[Callable[[dict], bool]] = None) -> List[dict]:
+        """At least ``n`` detection records (matching ``where``), or AssertionError with the logs' tails."""
+        out: List[dict] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            msg = self.detections.get(timeout=0.2)
+            if msg is not None:
+                record = json.loads(msg.payload)
+                if where is None or where(record):
+                    out.append(record)
+            self.check_alive()
+        assert len(out) >= n, f"only {len(out)} of {n} detections in {timeout} s\n{self.log_tails()}"
+        return out
+
+    def metrics(self, device_id: str, timeout: float = 10.0, where: Callable[[dict], bool] = lambda m: True) -> dict:
+        """The first metrics report of ``device_id`` (from now on) for which ``where`` holds."""
+        topic = self.topics.metrics(device_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.metrics_sub.get(timeout=0.2)
+            if msg is not None and msg.topic == topic:
+                data = json.loads(msg.payload)
+                if where(data):
+                    return data
+        raise AssertionError(f"no matching metrics from {device_id} in {timeout} s\n{self.log_tails()}")
+
+    def check_alive(self, *names: str) -> None:
+        for name in names or list(self.procs):
+            proc = self.procs[name]
+            if proc.poll() is not None and proc.returncode not in (0, -9):
+                raise AssertionError(f"{name} exited with {proc.returncode}\n{self.log_tails()}")
+
+    def kill(self, name: str) -> None:
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(10)
+
+    def log_tails(self, lines: int = 15) -> str:
+        out = []
+        for name in self.procs:
+            text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
+            out.append(f"--- {name} ---\n" + "\n".join(text[-lines:]))
+        return "\n".join(out)
+
+    def close(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.operator.close(timeout=0.5)
