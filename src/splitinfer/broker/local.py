@@ -163,7 +163,18 @@ def _child_env() -> dict:
     return env
 
 
+def _check_port_free(host: str, port: int) -> None:
+    # Otherwise the readiness check could connect to whoever already listens there.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise TransportError(f"cannot start a local broker on {host}:{port}: {exc.strerror}") from None
+
+
 def _start(kind: str, template: List[str], host: str, port: int, max_payload: int, timeout: float) -> LocalBroker:
+    _check_port_free(host, port)
     workdir = tempfile.mkdtemp(prefix=f"splitinfer-{kind}-")
     conf = Path(workdir) / "mosquitto.conf"
     conf.write_text(local_mosquitto_conf(port, host=host, max_payload=max_payload))
