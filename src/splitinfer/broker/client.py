@@ -61,7 +61,7 @@ _REFUSALS = {
     132: "the broker does not support MQTT 3.1.1",
     133: "the broker rejected the client id",
     134: "bad user name or password: check username and the password (or the variable named by password_env)",
-    135: "not authorized: the broker refused these credentials (anonymous access off? user missing?)",
+    135: "not authorized: wrong username or password, unknown user, or anonymous access is off",
     136: "the broker is unavailable",
 }
 
