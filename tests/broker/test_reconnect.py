@@ -21,6 +21,7 @@ def test_broker_restart_is_invisible_to_the_caller(make_client: Callable[..., Mq
         listener = make_client(broker.url, reconnect_min_delay=0.2, reconnect_max_delay=1.0, state_topic="t/state")
         talker = make_client(broker.url, reconnect_min_delay=0.2, reconnect_max_delay=1.0)
         sub = listener.subscribe("t/data", qos=1)
+        listener.announce("t/info", b'{"role": "head"}')
         states = talker.subscribe("t/state", qos=1)
         assert states.get(timeout=5).payload == b"online"  # type: ignore[union-attr]
 
@@ -43,6 +44,8 @@ def test_broker_restart_is_invisible_to_the_caller(make_client: Callable[..., Mq
             talker.publish("t/data", b"after restart", qos=1)
             msg = sub.get(timeout=0.2)
         assert msg is not None and msg.payload == b"after restart"
+        info = talker.subscribe("t/info", qos=1).get(timeout=5)  # retained again, though the broker forgot it
+        assert info is not None and info.retain and info.payload == b'{"role": "head"}'
         assert listener.counters()["reconnects"] == 1 and listener.counters()["disconnects"] == 1
     finally:
         broker.stop()

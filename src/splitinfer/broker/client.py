@@ -7,7 +7,8 @@ What it adds to paho, and why:
 - After that, paho's background thread reconnects with exponential backoff, and `on_connect` re-subscribes
   every live `Subscription` and re-publishes ``online``: a broker restart is invisible to the caller.
 - A ``state_topic`` gets a retained last will ``offline`` (set before connecting), a retained ``online`` on
-  every connect, and a retained ``offline`` on a clean `close`.
+  every connect, and a retained ``offline`` on a clean `close`. `MqttClient.announce` does the same for any
+  retained message (``info``): published now and again after every reconnect.
 - paho callbacks stay thin: a message becomes an immutable `Message` and goes into each matching
   subscription's BOUNDED queue; when a queue is full the oldest (or the newest) message is dropped and counted.
 - Payload limits both ways: publishing over ``max_payload`` raises, receiving over it drops and counts.
@@ -186,6 +187,7 @@ class MqttClient:
         self._refusal: Optional[Any] = None
         self._suback_cond = threading.Condition()
         self._subacks: Dict[int, Optional[List[Any]]] = {}
+        self._announced: Dict[str, Tuple[bytes, int]] = {}
         self._closing = False
         self._started = False
         if state_topic is not None:
@@ -394,6 +396,17 @@ class MqttClient:
         self._count("published" if queued else "unsent")
         return queued
 
+    def announce(self, topic: str, payload: Payload, qos: int = 1) -> None:
+        """Publish a retained message now and again after every reconnect (e.g. ``devices/<id>/info``), so it
+        is back even when the broker restarted without persistence. An empty payload clears it and stops."""
+        data = _as_bytes(payload)
+        with self._lock:
+            if data:
+                self._announced[topic] = (data, qos)
+            else:
+                self._announced.pop(topic, None)
+        self.publish(topic, data, qos=qos, retain=True)
+
     def _outgoing_backlog(self) -> int:
         # paho bounds queued QoS>0 messages (max_queued_messages) but not QoS 0 packets waiting for the socket;
         # its _out_packet deque is the only place that says how many there are (present in paho 1.x and 2.x).
@@ -421,10 +434,13 @@ class MqttClient:
             if self._counters["connects"] > 1:
                 self._counters["reconnects"] += 1
             filters = {s.topic_filter: s.qos for s in self._subs}
+            announced = dict(self._announced)
         for topic_filter, qos in filters.items():
             client.subscribe(topic_filter, qos)
         if self.state_topic is not None:
             client.publish(self.state_topic, b"online", qos=1, retain=True)
+        for topic, (data, qos) in announced.items():
+            client.publish(topic, data, qos=qos, retain=True)
         self._connack.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
