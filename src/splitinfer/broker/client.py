@@ -40,6 +40,16 @@ from splitinfer.errors import TransportError
 __all__ = ["COUNTERS", "Message", "MqttClient", "Subscription", "Will"]
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger(__name__ + ".paho")
+
+
+class _QuietShutdown(logging.Filter):
+    # paho 2.2 logs an ERROR when its loop thread runs once more after a clean disconnect: not an error.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected. Socket: None")
+
+
+paho_log.addFilter(_QuietShutdown())
 
 Payload = Union[bytes, bytearray, memoryview, str]
 
@@ -198,7 +208,7 @@ class MqttClient:
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311, clean_session=True
         )
-        client.enable_logger(log)
+        client.enable_logger(paho_log)
         client.max_queued_messages_set(self.max_queued_messages)
         client.reconnect_delay_set(min_delay, max_delay)  # type: ignore[arg-type]  # floats work (time.sleep)
         if self.config.tls:
