@@ -1,6 +1,6 @@
 """Round-trip latency of one publish -> subscribe through MqttClient, per payload size and local broker kind.
 
-    python bench/broker_latency.py [--kinds mosquitto embedded] [--n 30] [--json out.json]
+    python bench/broker_latency.py [--kinds mosquitto embedded] [--n 30] [--json bench/results/broker_latency.json]
 
 Prints a table and writes JSON; never fails on a timing.
 """
@@ -40,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kinds", nargs="+", default=["mosquitto", "embedded"])
     parser.add_argument("--n", type=int, default=30)
-    parser.add_argument("--json", default="bench/broker_latency.json")
+    parser.add_argument("--json", default="bench/results/broker_latency.json")
     args = parser.parse_args()
     results = []
     for kind in args.kinds:
@@ -49,6 +49,7 @@ def main() -> None:
                 row = {"broker": broker.kind, "bytes": size, **measure(broker.url, size, args.n)}
                 print(f"{row['broker']:>10} {size:>10} B  p50 {row['p50_ms']:7.2f} ms  p90 {row['p90_ms']:7.2f} ms")
                 results.append(row)
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=2)
 
