@@ -383,10 +383,14 @@ class MqttClient:
         if not still_used and self._connected.is_set():
             self._paho.unsubscribe(sub.topic_filter)
 
-    def publish(self, topic: str, payload: Payload, qos: int = 0, retain: bool = False) -> bool:
-        """Publish; False if a QoS 0 message had to be dropped (not connected, outgoing queue full).
+    def publish(
+        self, topic: str, payload: Payload, qos: int = 0, retain: bool = False, *, timeout: Optional[float] = None
+    ) -> bool:
+        """Publish; False if the message had to be dropped (QoS 0 while disconnected, outgoing queue full).
 
         QoS 1/2 messages are queued while disconnected (up to ``max_queued_messages``) and sent on reconnect.
+        With ``timeout`` (QoS 1/2 only), wait until the broker acknowledged the message and raise
+        `TransportError` if it did not within that time (the message stays queued).
         Raises `TransportError` for a payload over ``config.max_payload`` or an invalid topic.
         """
         data = _as_bytes(payload)
@@ -404,7 +408,15 @@ class MqttClient:
             raise TransportError(f"cannot publish to {topic!r}: {exc}") from exc
         queued = info.rc == paho.MQTT_ERR_SUCCESS or (qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN)
         self._count("published" if queued else "unsent")
+        if queued and qos > 0 and timeout is not None:
+            self._wait_acknowledged(info, topic, timeout)
         return queued
+
+    def _wait_acknowledged(self, info: paho.MQTTMessageInfo, topic: str, timeout: float) -> None:
+        if info.rc == paho.MQTT_ERR_SUCCESS:
+            info.wait_for_publish(timeout)
+        if info.rc != paho.MQTT_ERR_SUCCESS or not info.is_published():
+            raise TransportError(f"the broker did not acknowledge the publish to {topic!r} within {timeout:g} s")
 
     def announce(self, topic: str, payload: Payload, qos: int = 1) -> None:
         """Publish a retained message now and again after every reconnect (e.g. ``devices/<id>/info``), so it
