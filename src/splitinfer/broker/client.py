@@ -291,7 +291,7 @@ class MqttClient:
             raise TransportError(f"the MQTT broker at {cfg.url} refused the connection: {hint}")
         raise TransportError(
             f"connected to {cfg.url} but got no MQTT CONNACK in time: is it an MQTT broker"
-            f"{' speaking TLS' if cfg.tls else ' without TLS'}?"
+            + (" with TLS on this port?" if cfg.tls else ", and not a TLS port (which needs mqtts://)?")
         )
 
     def _set_connect_timeout(self, seconds: float) -> None:
