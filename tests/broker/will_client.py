@@ -15,5 +15,6 @@ if __name__ == "__main__":
     url, state_topic = sys.argv[1:3]
     client = MqttClient(BrokerConfig(url, keepalive=60), state_topic=state_topic)
     client.connect(timeout=5)
+    client.publish(state_topic, "online", qos=1, retain=True, timeout=5)  # on the broker before "ready"
     print("ready", flush=True)
     time.sleep(60)

@@ -7,7 +7,8 @@ What it adds to paho, and why:
 - After that, paho's background thread reconnects with exponential backoff, and `on_connect` re-subscribes
   every live `Subscription` and re-publishes ``online``: a broker restart is invisible to the caller.
 - A ``state_topic`` gets a retained last will ``offline`` (set before connecting), a retained ``online`` on
-  every connect, and a retained ``offline`` on a clean `close`.
+  every connect, and a retained ``offline`` on a clean `close`. `MqttClient.announce` does the same for any
+  retained message (``info``): published now and again after every reconnect.
 - paho callbacks stay thin: a message becomes an immutable `Message` and goes into each matching
   subscription's BOUNDED queue; when a queue is full the oldest (or the newest) message is dropped and counted.
 - Payload limits both ways: publishing over ``max_payload`` raises, receiving over it drops and counts.
@@ -39,6 +40,16 @@ from splitinfer.errors import TransportError
 __all__ = ["COUNTERS", "Message", "MqttClient", "Subscription", "Will"]
 
 log = logging.getLogger(__name__)
+paho_log = logging.getLogger(__name__ + ".paho")
+
+
+class _QuietShutdown(logging.Filter):
+    # paho 2.2 logs an ERROR when its loop thread runs once more after a clean disconnect: not an error.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Client is not connected. Socket: None")
+
+
+paho_log.addFilter(_QuietShutdown())
 
 Payload = Union[bytes, bytearray, memoryview, str]
 
@@ -61,7 +72,7 @@ _REFUSALS = {
     132: "the broker does not support MQTT 3.1.1",
     133: "the broker rejected the client id",
     134: "bad user name or password: check username and the password (or the variable named by password_env)",
-    135: "not authorized: the broker refused these credentials (anonymous access off? user missing?)",
+    135: "not authorized: wrong username or password, unknown user, or anonymous access is off",
     136: "the broker is unavailable",
 }
 
@@ -186,6 +197,7 @@ class MqttClient:
         self._refusal: Optional[Any] = None
         self._suback_cond = threading.Condition()
         self._subacks: Dict[int, Optional[List[Any]]] = {}
+        self._announced: Dict[str, Tuple[bytes, int]] = {}
         self._closing = False
         self._started = False
         if state_topic is not None:
@@ -196,7 +208,7 @@ class MqttClient:
         client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=paho.MQTTv311, clean_session=True
         )
-        client.enable_logger(log)
+        client.enable_logger(paho_log)
         client.max_queued_messages_set(self.max_queued_messages)
         client.reconnect_delay_set(min_delay, max_delay)  # type: ignore[arg-type]  # floats work (time.sleep)
         if self.config.tls:
@@ -279,7 +291,7 @@ class MqttClient:
             raise TransportError(f"the MQTT broker at {cfg.url} refused the connection: {hint}")
         raise TransportError(
             f"connected to {cfg.url} but got no MQTT CONNACK in time: is it an MQTT broker"
-            f"{' speaking TLS' if cfg.tls else ' without TLS'}?"
+            + (" with TLS on this port?" if cfg.tls else ", and not a TLS port (which needs mqtts://)?")
         )
 
     def _set_connect_timeout(self, seconds: float) -> None:
@@ -371,10 +383,14 @@ class MqttClient:
         if not still_used and self._connected.is_set():
             self._paho.unsubscribe(sub.topic_filter)
 
-    def publish(self, topic: str, payload: Payload, qos: int = 0, retain: bool = False) -> bool:
-        """Publish; False if a QoS 0 message had to be dropped (not connected, outgoing queue full).
+    def publish(
+        self, topic: str, payload: Payload, qos: int = 0, retain: bool = False, *, timeout: Optional[float] = None
+    ) -> bool:
+        """Publish; False if the message had to be dropped (QoS 0 while disconnected, outgoing queue full).
 
         QoS 1/2 messages are queued while disconnected (up to ``max_queued_messages``) and sent on reconnect.
+        With ``timeout`` (QoS 1/2 only), wait until the broker acknowledged the message and raise
+        `TransportError` if it did not within that time (the message stays queued).
         Raises `TransportError` for a payload over ``config.max_payload`` or an invalid topic.
         """
         data = _as_bytes(payload)
@@ -392,7 +408,26 @@ class MqttClient:
             raise TransportError(f"cannot publish to {topic!r}: {exc}") from exc
         queued = info.rc == paho.MQTT_ERR_SUCCESS or (qos > 0 and info.rc == paho.MQTT_ERR_NO_CONN)
         self._count("published" if queued else "unsent")
+        if queued and qos > 0 and timeout is not None:
+            self._wait_acknowledged(info, topic, timeout)
         return queued
+
+    def _wait_acknowledged(self, info: paho.MQTTMessageInfo, topic: str, timeout: float) -> None:
+        if info.rc == paho.MQTT_ERR_SUCCESS:
+            info.wait_for_publish(timeout)
+        if info.rc != paho.MQTT_ERR_SUCCESS or not info.is_published():
+            raise TransportError(f"the broker did not acknowledge the publish to {topic!r} within {timeout:g} s")
+
+    def announce(self, topic: str, payload: Payload, qos: int = 1) -> None:
+        """Publish a retained message now and again after every reconnect (e.g. ``devices/<id>/info``), so it
+        is back even when the broker restarted without persistence. An empty payload clears it and stops."""
+        data = _as_bytes(payload)
+        with self._lock:
+            if data:
+                self._announced[topic] = (data, qos)
+            else:
+                self._announced.pop(topic, None)
+        self.publish(topic, data, qos=qos, retain=True)
 
     def _outgoing_backlog(self) -> int:
         # paho bounds queued QoS>0 messages (max_queued_messages) but not QoS 0 packets waiting for the socket;
@@ -421,10 +456,13 @@ class MqttClient:
             if self._counters["connects"] > 1:
                 self._counters["reconnects"] += 1
             filters = {s.topic_filter: s.qos for s in self._subs}
+            announced = dict(self._announced)
         for topic_filter, qos in filters.items():
             client.subscribe(topic_filter, qos)
         if self.state_topic is not None:
             client.publish(self.state_topic, b"online", qos=1, retain=True)
+        for topic, (data, qos) in announced.items():
+            client.publish(topic, data, qos=qos, retain=True)
         self._connack.set()
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:

@@ -25,7 +25,14 @@ from typing import List, Optional
 from splitinfer.broker.config import DEFAULT_MAX_PAYLOAD
 from splitinfer.errors import TransportError
 
-__all__ = ["LocalBroker", "find_mosquitto", "free_port", "local_mosquitto_conf", "start_local_broker"]
+__all__ = [
+    "LocalBroker",
+    "find_mosquitto",
+    "free_port",
+    "local_mosquitto_conf",
+    "run_mosquitto",
+    "start_local_broker",
+]
 
 _KINDS = ("mosquitto", "embedded")
 
@@ -163,11 +170,37 @@ def _child_env() -> dict:
     return env
 
 
+def _check_port_free(host: str, port: int) -> None:
+    # Otherwise the readiness check could connect to whoever already listens there.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise TransportError(f"cannot start a local broker on {host}:{port}: {exc.strerror}") from None
+
+
+def run_mosquitto(config_path: str, port: int, *, host: str = "127.0.0.1", timeout: float = 10.0) -> LocalBroker:
+    """Run Mosquitto with a configuration of your own (e.g. from `render_mosquitto_files`) that listens on
+    ``host:port``; return once it accepts connections."""
+    binary = find_mosquitto()
+    if binary is None:
+        raise TransportError("mosquitto is not installed (apt install mosquitto)")
+    _check_port_free(host, port)
+    workdir = tempfile.mkdtemp(prefix="splitinfer-mosquitto-")
+    return _launch("mosquitto", [binary, "-c", str(config_path)], host, port, workdir, timeout)
+
+
 def _start(kind: str, template: List[str], host: str, port: int, max_payload: int, timeout: float) -> LocalBroker:
+    _check_port_free(host, port)
     workdir = tempfile.mkdtemp(prefix=f"splitinfer-{kind}-")
     conf = Path(workdir) / "mosquitto.conf"
     conf.write_text(local_mosquitto_conf(port, host=host, max_payload=max_payload))
     cmd = [part.format(conf=conf, host=host, port=port) for part in template]
+    return _launch(kind, cmd, host, port, workdir, timeout)
+
+
+def _launch(kind: str, cmd: List[str], host: str, port: int, workdir: str, timeout: float) -> LocalBroker:
     with open(Path(workdir) / "broker.log", "wb") as log:
         process = subprocess.Popen(
             cmd,
