@@ -123,8 +123,9 @@ class NodeLink:
         self._thread.start()
 
     def _announce(self) -> None:
-        self.mqtt.publish(self.topics.info(self.device_id), self.info.to_json(), qos=1, retain=True)
-        self.mqtt.publish(self.topics.state(self.device_id), b"online", qos=1, retain=True)
+        # retained, and published again after every reconnect (a restarted broker may have forgotten it);
+        # the client re-publishes the "online" state itself
+        self.mqtt.announce(self.topics.info(self.device_id), self.info.to_json())
 
     def next_assignment(self, timeout: float = 0.0) -> Optional[Assignment]:
         """The newest assignment received since the last call (None if none); bad ones are logged and skipped."""
@@ -149,13 +150,8 @@ class NodeLink:
         self.mqtt.publish(self.topics.metrics(self.device_id), json.dumps(data).encode(), qos=0)
 
     def _metrics_loop(self) -> None:
-        connects = self.mqtt.counters()["connects"]
         while not self._stop.wait(self._metrics_every):
             try:
-                now = self.mqtt.counters()["connects"]
-                if now != connects and self.mqtt.connected:  # reconnected: a restarted broker forgot retained info
-                    connects = now
-                    self._announce()
                 self.publish_metrics()
             except Exception:  # metrics must never take a node down
                 log.exception("publishing metrics failed")
