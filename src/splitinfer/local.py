@@ -42,6 +42,9 @@ class LocalRun:
     annotate: bool = True
     broker: str = "mosquitto"
     timeout: float = 600.0
+    tail_batch: int = 8
+    head_args: List[str] = field(default_factory=list)  # extra `splitctl node head` options (benchmarks)
+    tail_args: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
 
 
@@ -57,7 +60,14 @@ def resolve_local_model(model: str, notes: List[str]) -> str:
     return fallback
 
 
-def run_local(run: LocalRun, *, on_progress: Optional[Callable[[int, Optional[int]], None]] = None) -> Dict[str, Any]:
+def run_local(
+    run: LocalRun,
+    *,
+    on_progress: Optional[Callable[[int, Optional[int]], None]] = None,
+    on_tick: Optional[Callable[[Dict[str, subprocess.Popen]], None]] = None,
+) -> Dict[str, Any]:
+    """Run the job; ``on_progress(received, total)`` after each detection, ``on_tick(processes)`` about every
+    0.2 s (benchmarks sample memory there)."""
     from splitinfer.broker.client import MqttClient
     from splitinfer.broker.config import BrokerConfig
     from splitinfer.broker.local import start_local_broker
@@ -76,7 +86,7 @@ def run_local(run: LocalRun, *, on_progress: Optional[Callable[[int, Optional[in
         procs = _start_processes(run, model, broker.url, topics.fleet, logs)
         started = time.monotonic()
         try:
-            head_summary = _collect(run, procs, detections, records, on_progress)
+            head_summary = _collect(run, procs, detections, records, on_progress, on_tick)
         finally:
             _stop(procs)
             operator.close()
@@ -95,10 +105,10 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path
     common = ["--broker", url, "--fleet", fleet]
     commands = {
         "coordinator": _node_cmd("coordinator", *common, "--model", model, "--imgsz", str(run.imgsz), "--cut", run.cut,
-                                 "--bits", str(run.bits), "--batch", str(run.batch)),
-        "tail": _node_cmd("node", "tail", *common, "--id", "tail-1"),
+                                 "--bits", str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch)),
+        "tail": _node_cmd("node", "tail", *common, "--id", "tail-1", *run.tail_args),
         "head": _node_cmd("node", "head", *common, "--id", "head-1", "--source", run.source, "--fps", str(run.fps),
-                          *(["--frames", str(run.frames)] if run.frames else [])),
+                          *(["--frames", str(run.frames)] if run.frames else []), *run.head_args),
     }
     procs = {}
     for name, cmd in commands.items():
@@ -108,12 +118,17 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path
 
 
 def _collect(run: LocalRun, procs: Dict[str, subprocess.Popen], sub: Any, records: List[Dict[str, Any]],
-             on_progress: Optional[Callable[[int, Optional[int]], None]]) -> Dict[str, Any]:
+             on_progress: Optional[Callable[[int, Optional[int]], None]],
+             on_tick: Optional[Callable[[Dict[str, subprocess.Popen]], None]]) -> Dict[str, Any]:
     """Gather detections until the head has finished and the tail has caught up (or gone quiet)."""
     deadline = time.monotonic() + run.timeout
     head_summary: Dict[str, Any] = {}
     quiet_since: Optional[float] = None
+    next_tick = time.monotonic()
     while time.monotonic() < deadline:
+        if on_tick is not None and time.monotonic() >= next_tick:
+            on_tick(procs)
+            next_tick = time.monotonic() + 0.2
         msg = sub.get(timeout=0.2)
         if msg is not None:
             records.append(json.loads(msg.payload))

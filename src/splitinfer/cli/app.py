@@ -52,12 +52,13 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    from . import coordinator, inspect, node, run
+    from . import bench, coordinator, inspect, node, run
 
     app.command("inspect")(inspect.inspect_model)
     app.command("coordinator")(coordinator.coordinator)
     app.add_typer(node.app, name="node")
     app.command("run")(run.run)
+    app.add_typer(bench.app, name="bench")
 
 
 _mount()
