@@ -29,7 +29,7 @@ MAX_DIM = 2**31 - 1
 @dataclass
 class _Encoded:
     header: wire.TensorHeader
-    packed: torch.Tensor  # flat uint8, on the source tensor's device
+    packed: np.ndarray  # flat uint8 bytes (packed on the source tensor's device)
     symbols: Optional[torch.Tensor]  # [B, G, M] uint8 before delta coding (None for float passthrough)
     steps: Optional[torch.Tensor]
     zps: Optional[torch.Tensor]
@@ -84,9 +84,8 @@ class Codec:
         ]
         self._remember(frames, kinds, signature, encoded)
 
-        packed = [e.packed.reshape(-1) for e in encoded]
-        raw = b"".join(p.cpu().numpy().tobytes() for p in packed)
-        payload = self._zc.compress(raw)
+        raw = np.concatenate([e.packed for e in encoded]) if len(encoded) > 1 else encoded[0].packed
+        payload = self._zc.compress(raw.data)
         return self._serialize(features, frames, kinds, keys, [e.header for e in encoded], payload)
 
     def _plan_kinds(
@@ -117,7 +116,7 @@ class Codec:
         layout = h.layout
         if h.scheme == wire.SCHEME_FLOAT:
             dtype = torch.float16 if h.bits == 16 else torch.float32
-            raw = torch.from_numpy(t.detach().to(dtype).cpu().contiguous().numpy().view(np.uint8).reshape(-1))
+            raw = t.detach().to(dtype).cpu().contiguous().numpy().view(np.uint8).reshape(-1)
             return _Encoded(h, raw, None, None, None)
         g = groups(t.detach(), h.scheme == wire.SCHEME_CHANNEL)
         step, zp = fit(g, h.bits, self.settings.clip)

@@ -4,7 +4,7 @@ A group (one channel of one frame, or one whole frame of a tensor) with range ``
 and ``L = 2**bits`` levels gets
 
     step = fp16((hi - lo) / (L - 1))       zp = round(-lo / step)        (zero is exactly representable)
-    q    = clamp(round(x / step) + zp, 0, L - 1)      x' = (q - zp) * step
+    q    = clamp(floor(x / step + zp + 0.5), 0, L - 1)      x' = (q - zp) * step
 
 ``step`` is rounded to fp16 *before* quantizing, so the encoder and the decoder use the very same step.
 With ``clip < 1`` the range comes from the ``(1 - clip)`` and ``clip`` quantiles of a subsample instead
@@ -58,11 +58,13 @@ def fit(g: torch.Tensor, bits: int, clip: float = 1.0) -> Tuple[torch.Tensor, to
 
 
 def quantize(g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symbols (uint8, same shape as ``g``) on ``g``'s device."""
-    q = torch.round(g.float() / step[..., None]).add_(zp[..., None]).clamp_(0, (1 << bits) - 1)
-    return q.to(torch.uint8)
+    """Symbols (uint8, same shape as ``g``) on ``g``'s device: ``floor(x / step + zp + 0.5)``, clamped."""
+    q = torch.mul(g.float(), (1.0 / step)[..., None])
+    q.add_((zp + 0.5)[..., None]).clamp_(0, (1 << bits) - 0.5)
+    return q.to(torch.uint8)  # truncation of a non-negative value: the floor
 
 
 def dequantize(symbols: torch.Tensor, step: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
     """Float32 values from symbols ``[B, G, M]`` and per-group ``step``/``zp`` ``[B, G]``."""
-    return (symbols.float() - zp[..., None]) * step[..., None]
+    out = symbols.to(torch.float32)
+    return out.mul_(step[..., None]).sub_((zp * step)[..., None])

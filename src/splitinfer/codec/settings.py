@@ -37,7 +37,7 @@ class CodecSettings:
     coarse_extra_bits: int = 1
     clip: float = 1.0
     layout: str = "planes"
-    level: int = 3
+    level: int = 1
     keyframe_interval: int = 0
     max_values: int = 64 * 1024 * 1024
     max_bytes: int = 256 * 1024 * 1024
