@@ -284,13 +284,33 @@ class Codec:
         elif expected == 0 and not payload:
             raw = b""
         else:
-            try:
-                raw = self._zd.decompress(payload, max_output_size=expected)
-            except zstandard.ZstdError as exc:
-                raise CodecError(f"codec: payload does not decompress ({exc}); expected {expected} bytes") from exc
+            raw = self._bounded_decompress(payload, expected)
         if len(raw) != expected:
             raise CodecError(f"codec: payload holds {len(raw)} bytes, its tensors need {expected}")
         return raw
+
+    def _bounded_decompress(self, payload: bytes, expected: int) -> bytes:
+        """Decompress at most ``expected + 1`` bytes, whatever the frame claims.
+
+        (``ZstdDecompressor.decompress`` trusts a content size written in the frame header over
+        ``max_output_size``, so a forged header could make it allocate gigabytes; a stream reader cannot.)
+        """
+        try:
+            declared = zstandard.frame_content_size(payload)
+            if declared >= 0 and declared != expected:
+                raise CodecError(f"codec: payload declares {declared} bytes, its tensors need {expected}")
+            reader = self._zd.stream_reader(payload)
+            chunks: List[bytes] = []
+            got = 0
+            while got <= expected:
+                chunk = reader.read(expected + 1 - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"codec: payload does not decompress ({exc}); expected {expected} bytes") from exc
+        return b"".join(chunks)
 
     def _keys_for(self, frames: List[wire.FrameHeader], signature: Signature) -> List[Optional[DecoderKey]]:
         keys: List[Optional[DecoderKey]] = []

@@ -60,7 +60,7 @@ def pack_planes(symbols: torch.Tensor, bits: int) -> torch.Tensor:
 def unpack(data: np.ndarray, n: int, bits: int, layout: int) -> np.ndarray:
     """Inverse of :func:`pack`: ``data`` (uint8, exactly :func:`packed_size` bytes) to ``n`` uint8 symbols."""
     if layout == BYTES:
-        return data[:n]
+        return data[:n].copy()
     planes = np.unpackbits(data.reshape(bits, -1), axis=1)[:, :n]
     out = planes[0].copy()
     for p in range(1, bits):
