@@ -48,8 +48,8 @@ def main() -> None:
 
     import cv2
     import ultralytics
-    from seed_codec import seed_decode, seed_encode
 
+    from seed_codec import seed_decode, seed_encode
     from splitinfer import Codec
     from splitinfer.splitting import load_model, split, to_batch
 
@@ -60,8 +60,10 @@ def main() -> None:
     features = head(x, metas)
     n = features.numel
     head_ms = timed(lambda: head(x, metas), max(3, args.repeat // 3))
-    print(f"{args.model} cut {args.cut} (layer {head.cut}), live {list(features.layers)}: {n} values; "
-          f"head {head_ms:.1f} ms on {args.threads} thread(s)")
+    print(
+        f"{args.model} cut {args.cut} (layer {head.cut}), live {list(features.layers)}: {n} values; "
+        f"head {head_ms:.1f} ms on {args.threads} thread(s)"
+    )
 
     rows: List[Dict[str, Any]] = []
     for bits in args.bits:
@@ -69,8 +71,16 @@ def main() -> None:
         blob = codec.encode(features)
         enc = timed(lambda c=codec: c.encode(features), args.repeat)
         dec = timed(lambda b=blob, d=decoder: d.decode(b), args.repeat)
-        rows.append({"codec": f"splitinfer bits={bits}", "bits_per_value": 8 * len(blob) / n, "encode_ms": enc,
-                     "decode_ms": dec, "share_of_head": (enc + dec) / head_ms, "encode_share_of_head": enc / head_ms})
+        rows.append(
+            {
+                "codec": f"splitinfer bits={bits}",
+                "bits_per_value": 8 * len(blob) / n,
+                "encode_ms": enc,
+                "decode_ms": dec,
+                "share_of_head": (enc + dec) / head_ms,
+                "encode_share_of_head": enc / head_ms,
+            }
+        )
 
     seed_tensors = list(features.tensors)
     scale = 1.0
@@ -84,22 +94,40 @@ def main() -> None:
     seed_decode(seed_blob)
     seed_dec = (time.perf_counter() - t) * 1000 * scale
     note = f"timed on {args.seed_values} values, scaled x{scale:.2f}" if scale != 1.0 else "timed on all values"
-    rows.append({"codec": "seed (4-bit per-tensor, Python loop)", "bits_per_value": 8 * len(seed_blob) * scale / n,
-                 "encode_ms": seed_enc, "decode_ms": seed_dec, "share_of_head": (seed_enc + seed_dec) / head_ms,
-                 "encode_share_of_head": seed_enc / head_ms, "note": note})
+    rows.append(
+        {
+            "codec": "seed (4-bit per-tensor, Python loop)",
+            "bits_per_value": 8 * len(seed_blob) * scale / n,
+            "encode_ms": seed_enc,
+            "decode_ms": seed_dec,
+            "share_of_head": (seed_enc + seed_dec) / head_ms,
+            "encode_share_of_head": seed_enc / head_ms,
+            "note": note,
+        }
+    )
     seed_total = seed_enc + seed_dec
     for r in rows:
         r["speedup_vs_seed"] = seed_total / (r["encode_ms"] + r["decode_ms"])
 
     print(f"{'codec':40s} {'bits/val':>8s} {'enc ms':>8s} {'dec ms':>8s} {'% head':>7s} {'x seed':>8s}")
     for r in rows:
-        print(f"{r['codec']:40s} {r['bits_per_value']:8.3f} {r['encode_ms']:8.2f} {r['decode_ms']:8.2f} "
-              f"{100 * r['share_of_head']:6.1f}% {r['speedup_vs_seed']:8.1f}")
+        print(
+            f"{r['codec']:40s} {r['bits_per_value']:8.3f} {r['encode_ms']:8.2f} {r['decode_ms']:8.2f} "
+            f"{100 * r['share_of_head']:6.1f}% {r['speedup_vs_seed']:8.1f}"
+        )
     print(f"seed codec: {note}; % head = (encode + decode) / head compute")
     RESULTS.mkdir(exist_ok=True)
-    report = {"model": args.model, "cut": args.cut, "layer": head.cut, "values": n, "threads": args.threads,
-              "head_ms": head_ms, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-              "rows": rows}
+    report = {
+        "model": args.model,
+        "cut": args.cut,
+        "layer": head.cut,
+        "values": n,
+        "threads": args.threads,
+        "head_ms": head_ms,
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     (RESULTS / "codec_speed.json").write_text(json.dumps(report, indent=2))
 
 

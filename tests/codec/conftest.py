@@ -21,12 +21,24 @@ def make_features(
     tensors = tuple(torch.nn.functional.silu(torch.randn(*s, generator=gen) * 2).to(dtype) for s in shapes)
     batch = shapes[0][0]
     frames = tuple(
-        FrameMeta(source=f"{source}" if batch == 1 else f"{source}-{b}", seq=seq, timestamp=1.7e9 + seq / 30,
-                  orig_shape=(480, 640), ratio=0.5, pad=(0.0, 40.0))
+        FrameMeta(
+            source=f"{source}" if batch == 1 else f"{source}-{b}",
+            seq=seq,
+            timestamp=1.7e9 + seq / 30,
+            orig_shape=(480, 640),
+            ratio=0.5,
+            pad=(0.0, 40.0),
+        )
         for b in range(batch)
     )
-    return FeatureSet(cut=len(shapes) * 2 + 1, layers=tuple(range(1, 2 * len(shapes), 2)), tensors=tensors,
-                      input_shape=(64, 64), model="c0ffee", frames=frames)
+    return FeatureSet(
+        cut=len(shapes) * 2 + 1,
+        layers=tuple(range(1, 2 * len(shapes), 2)),
+        tensors=tensors,
+        input_shape=(64, 64),
+        model="c0ffee",
+        frames=frames,
+    )
 
 
 @pytest.fixture

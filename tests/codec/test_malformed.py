@@ -48,7 +48,7 @@ def test_not_bytes() -> None:
 def test_truncated_body_behind_a_valid_checksum() -> None:
     body = BLOB[:-4]
     for cut in (12, len(body) // 2, len(body) - 1):
-        with pytest.raises(CodecError, match="truncated|stray|payload|too short"):
+        with pytest.raises(CodecError, match=r"truncated|stray|payload|too short"):
             Codec().decode(reseal(body[:cut]))
 
 
@@ -121,8 +121,9 @@ def test_inconsistent_layers_are_refused() -> None:
 
 def test_encoder_refuses_what_the_wire_cannot_carry() -> None:
     fs = make_features()
-    long_model = FeatureSet(cut=fs.cut, layers=fs.layers, tensors=fs.tensors, input_shape=fs.input_shape,
-                            model="x" * 300)
+    long_model = FeatureSet(
+        cut=fs.cut, layers=fs.layers, tensors=fs.tensors, input_shape=fs.input_shape, model="x" * 300
+    )
     with pytest.raises(CodecError, match="model fingerprint"):
         Codec().encode(long_model)
     huge_input = FeatureSet(cut=fs.cut, layers=fs.layers, tensors=fs.tensors, input_shape=(70000, 64))

@@ -11,8 +11,8 @@ from splitinfer.codec.quantize import dequantize, fit, groups, quantize
 from .conftest import make_features
 
 
-def max_step(codec_blob_features: FeatureSet, original: FeatureSet) -> float:
-    return max(float((a.float() - b.float()).abs().max()) for a, b in zip(codec_blob_features.tensors, original.tensors))
+def max_step(decoded: FeatureSet, original: FeatureSet) -> float:
+    return max(float((a.float() - b.float()).abs().max()) for a, b in zip(decoded.tensors, original.tensors))
 
 
 def test_decode_restores_metadata(features: FeatureSet) -> None:
@@ -83,8 +83,9 @@ def test_half_precision_inputs_come_back_in_their_dtype(dtype: torch.dtype) -> N
 def test_batch_frames_are_quantized_independently() -> None:
     a = make_features(((1, 4, 8, 8),), seed=1)
     b = FeatureSet(cut=a.cut, layers=a.layers, tensors=(a.tensors[0] * 100,), input_shape=a.input_shape)
-    batch = FeatureSet(cut=a.cut, layers=a.layers, tensors=(torch.cat([a.tensors[0], b.tensors[0]]),),
-                       input_shape=a.input_shape)
+    batch = FeatureSet(
+        cut=a.cut, layers=a.layers, tensors=(torch.cat([a.tensors[0], b.tensors[0]]),), input_shape=a.input_shape
+    )
     out = Codec().decode(Codec(bits=4).encode(batch))
     solo = Codec().decode(Codec(bits=4).encode(a))
     assert torch.equal(out.tensors[0][:1], solo.tensors[0])  # the loud frame does not coarsen the quiet one
@@ -102,8 +103,9 @@ def test_torch_and_numpy_packing_agree() -> None:
 def test_nan_is_refused(features: FeatureSet) -> None:
     bad = features.tensors[0].clone()
     bad[0, 0, 0, 0] = float("nan")
-    fs = FeatureSet(cut=features.cut, layers=features.layers, tensors=(bad, features.tensors[1]),
-                    input_shape=features.input_shape)
+    fs = FeatureSet(
+        cut=features.cut, layers=features.layers, tensors=(bad, features.tensors[1]), input_shape=features.input_shape
+    )
     with pytest.raises(CodecError, match="NaN"):
         Codec().encode(fs)
 
@@ -124,9 +126,7 @@ def test_quantize_helpers_invert() -> None:
     assert float((dequantize(q, step, zp) - g).abs().max()) <= float(step) / 2 + 1e-6
 
 
-shapes = st.lists(
-    st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7)), min_size=1, max_size=3
-)
+shapes = st.lists(st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1, 7)), min_size=1, max_size=3)
 
 
 @settings(max_examples=60, deadline=None)
@@ -143,8 +143,14 @@ def test_roundtrip_property(
     shapes: list, batch: int, bits: int, granularity: str, layout: str, scale: float, seed: int
 ) -> None:
     fs = make_features([(batch, *s) for s in shapes], seed=seed)
-    fs = FeatureSet(cut=fs.cut, layers=fs.layers, tensors=tuple(t * scale for t in fs.tensors),
-                    input_shape=fs.input_shape, model=fs.model, frames=fs.frames)
+    fs = FeatureSet(
+        cut=fs.cut,
+        layers=fs.layers,
+        tensors=tuple(t * scale for t in fs.tensors),
+        input_shape=fs.input_shape,
+        model=fs.model,
+        frames=fs.frames,
+    )
     codec = Codec(bits=bits, granularity=granularity, layout=layout)
     out = Codec().decode(codec.encode(fs))
     assert out.frames == fs.frames and out.layers == fs.layers
