@@ -57,12 +57,16 @@ def pack_planes(symbols: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.cat(planes)
 
 
+# byte -> its 8 bits spread over 8 bytes (most significant first), as one little-endian uint64
+_SPREAD = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).copy().view("<u8").reshape(256)
+
+
 def unpack(data: np.ndarray, n: int, bits: int, layout: int) -> np.ndarray:
     """Inverse of :func:`pack`: ``data`` (uint8, exactly :func:`packed_size` bytes) to ``n`` uint8 symbols."""
     if layout == BYTES:
         return data[:n].copy()
-    planes = np.unpackbits(data.reshape(bits, -1), axis=1)[:, :n]
-    out = planes[0].copy()
+    planes = data.reshape(bits, -1)
+    out = _SPREAD[planes[0]]
     for p in range(1, bits):
-        out |= planes[p] << np.uint8(p)
-    return out
+        out |= _SPREAD[planes[p]] << np.uint64(p)
+    return out.view(np.uint8)[:n]
