@@ -138,11 +138,12 @@ shapes = st.lists(st.tuples(st.integers(1, 6), st.integers(1, 7), st.integers(1,
     layout=st.sampled_from(["planes", "bytes"]),
     scale=st.floats(1e-3, 1e3),
     seed=st.integers(0, 2**16),
+    half=st.booleans(),
 )
 def test_roundtrip_property(
-    shapes: list, batch: int, bits: int, granularity: str, layout: str, scale: float, seed: int
+    shapes: list, batch: int, bits: int, granularity: str, layout: str, scale: float, seed: int, half: bool
 ) -> None:
-    fs = make_features([(batch, *s) for s in shapes], seed=seed)
+    fs = make_features([(batch, *s) for s in shapes], seed=seed, dtype=torch.float16 if half else torch.float32)
     fs = FeatureSet(
         cut=fs.cut,
         layers=fs.layers,
@@ -155,7 +156,8 @@ def test_roundtrip_property(
     out = Codec().decode(codec.encode(fs))
     assert out.frames == fs.frames and out.layers == fs.layers
     for x, y in zip(fs.tensors, out.tensors):
-        assert y.shape == x.shape
+        assert y.shape == x.shape and y.dtype == x.dtype
+        x, y = x.float(), y.float()
         span = float(x.max().clamp(min=0) - x.min().clamp(max=0))
         tol = span / 3 if bits <= 8 else (span * 1e-3 if bits == 16 else 0.0)
         assert float((x - y).abs().max()) <= tol + 1e-6
