@@ -29,7 +29,7 @@ MAX_DIM = 2**31 - 1
 @dataclass
 class _Encoded:
     header: wire.TensorHeader
-    packed: torch.Tensor  # flat uint8, on the source tensor's device
+    packed: np.ndarray  # flat uint8 bytes (packed on the source tensor's device)
     symbols: Optional[torch.Tensor]  # [B, G, M] uint8 before delta coding (None for float passthrough)
     steps: Optional[torch.Tensor]
     zps: Optional[torch.Tensor]
@@ -84,9 +84,8 @@ class Codec:
         ]
         self._remember(frames, kinds, signature, encoded)
 
-        packed = [e.packed.reshape(-1) for e in encoded]
-        raw = b"".join(p.cpu().numpy().tobytes() for p in packed)
-        payload = self._zc.compress(raw)
+        raw = np.concatenate([e.packed for e in encoded]) if len(encoded) > 1 else encoded[0].packed
+        payload = self._zc.compress(raw.data)
         return self._serialize(features, frames, kinds, keys, [e.header for e in encoded], payload)
 
     def _plan_kinds(
@@ -117,7 +116,7 @@ class Codec:
         layout = h.layout
         if h.scheme == wire.SCHEME_FLOAT:
             dtype = torch.float16 if h.bits == 16 else torch.float32
-            raw = torch.from_numpy(t.detach().to(dtype).cpu().contiguous().numpy().view(np.uint8).reshape(-1))
+            raw = t.detach().to(dtype).cpu().contiguous().numpy().view(np.uint8).reshape(-1)
             return _Encoded(h, raw, None, None, None)
         g = groups(t.detach(), h.scheme == wire.SCHEME_CHANNEL)
         step, zp = fit(g, h.bits, self.settings.clip)
@@ -285,13 +284,33 @@ class Codec:
         elif expected == 0 and not payload:
             raw = b""
         else:
-            try:
-                raw = self._zd.decompress(payload, max_output_size=expected)
-            except zstandard.ZstdError as exc:
-                raise CodecError(f"codec: payload does not decompress ({exc}); expected {expected} bytes") from exc
+            raw = self._bounded_decompress(payload, expected)
         if len(raw) != expected:
             raise CodecError(f"codec: payload holds {len(raw)} bytes, its tensors need {expected}")
         return raw
+
+    def _bounded_decompress(self, payload: bytes, expected: int) -> bytes:
+        """Decompress at most ``expected + 1`` bytes, whatever the frame claims.
+
+        (``ZstdDecompressor.decompress`` trusts a content size written in the frame header over
+        ``max_output_size``, so a forged header could make it allocate gigabytes; a stream reader cannot.)
+        """
+        try:
+            declared = zstandard.frame_content_size(payload)
+            if declared >= 0 and declared != expected:
+                raise CodecError(f"codec: payload declares {declared} bytes, its tensors need {expected}")
+            reader = self._zd.stream_reader(payload)
+            chunks: List[bytes] = []
+            got = 0
+            while got <= expected:
+                chunk = reader.read(expected + 1 - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except zstandard.ZstdError as exc:
+            raise CodecError(f"codec: payload does not decompress ({exc}); expected {expected} bytes") from exc
+        return b"".join(chunks)
 
     def _keys_for(self, frames: List[wire.FrameHeader], signature: Signature) -> List[Optional[DecoderKey]]:
         keys: List[Optional[DecoderKey]] = []

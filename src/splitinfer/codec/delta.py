@@ -26,7 +26,7 @@ T = TypeVar("T")
 def zigzag(diff: torch.Tensor, bits: int) -> torch.Tensor:
     """uint8 ``(q - q_key) mod 2**bits`` to small codes: 0, -1, 1, -2, 2, ... map to 0, 1, 2, 3, 4, ..."""
     half = 1 << (bits - 1)
-    d = diff.to(torch.int16)
+    d = diff.to(torch.int16) & ((1 << bits) - 1)  # uint8 subtraction wrapped mod 256, not mod 2**bits
     signed = torch.where(d >= half, d - (1 << bits), d)
     return torch.where(signed >= 0, signed * 2, -signed * 2 - 1).to(torch.uint8)
 

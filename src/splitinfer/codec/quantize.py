@@ -3,10 +3,10 @@
 A group (one channel of one frame, or one whole frame of a tensor) with range ``[lo, hi]`` (``lo <= 0 <= hi``)
 and ``L = 2**bits`` levels gets
 
-    step = fp16((hi - lo) / (L - 1))       zp = round(-lo / step)        (zero is exactly representable)
-    q    = clamp(round(x / step) + zp, 0, L - 1)      x' = (q - zp) * step
+    step = fp16↑((hi - lo) / (L - 1))      zp = round(-lo / step)        (zero is exactly representable)
+    q    = clamp(floor(x / step + zp + 0.5), 0, L - 1)      x' = (q - zp) * step
 
-``step`` is rounded to fp16 *before* quantizing, so the encoder and the decoder use the very same step.
+``step`` is rounded up to an fp16 value *before* quantizing, so the encoder and the decoder use the very same step.
 With ``clip < 1`` the range comes from the ``(1 - clip)`` and ``clip`` quantiles of a subsample instead
 of min/max; values outside saturate.
 """
@@ -52,17 +52,23 @@ def fit(g: torch.Tensor, bits: int, clip: float = 1.0) -> Tuple[torch.Tensor, to
     lo = lo.clamp(max=0.0)
     hi = hi.clamp(min=0.0)
     levels = (1 << bits) - 1
-    step = ((hi - lo) / levels).clamp(min=FP16_TINY, max=FP16_MAX).half().float()
+    exact = ((hi - lo) / levels).clamp(min=FP16_TINY, max=FP16_MAX)
+    step = exact.half().float()
+    # round up to the next fp16 where rounding went down, so (L - 1) steps still span [lo, hi]
+    up = (exact * (1 + 2.0**-10)).clamp(max=FP16_MAX).half().float()
+    step = torch.where(step < exact, up, step)
     zp = torch.round(-lo / step).clamp(0, levels)
     return step, zp
 
 
 def quantize(g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symbols (uint8, same shape as ``g``) on ``g``'s device."""
-    q = torch.round(g.float() / step[..., None]).add_(zp[..., None]).clamp_(0, (1 << bits) - 1)
-    return q.to(torch.uint8)
+    """Symbols (uint8, same shape as ``g``) on ``g``'s device: ``floor(x / step + zp + 0.5)``, clamped."""
+    q = torch.mul(g.float(), (1.0 / step)[..., None])
+    q.add_((zp + 0.5)[..., None]).clamp_(0, (1 << bits) - 0.5)
+    return q.to(torch.uint8)  # truncation of a non-negative value: the floor
 
 
 def dequantize(symbols: torch.Tensor, step: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
     """Float32 values from symbols ``[B, G, M]`` and per-group ``step``/``zp`` ``[B, G]``."""
-    return (symbols.float() - zp[..., None]) * step[..., None]
+    out = symbols.to(torch.float32)
+    return out.mul_(step[..., None]).sub_((zp * step)[..., None])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..errors import CodecError
 
@@ -22,8 +22,8 @@ class CodecSettings:
     ``granularity``: ``"channel"`` (a step and zero point per channel and frame) or ``"tensor"`` (one per
     tensor and frame).
     ``coarse_extra_bits``: extra bits for every tensor of lower spatial resolution than the finest tensor of
-    the cut (capped at 8). Deep, low-resolution maps are few values and carry most of what the detector needs,
-    so a bit spent there buys more accuracy than one spent on the big early map.
+    the cut (capped at 8); default 1 for ``bits <= 4``, else 0. Deep, low-resolution maps are few values and
+    carry most of what the detector needs, so a bit spent there buys more accuracy than one on the big early map.
     ``clip``: fraction of each group's values kept inside the quantizer range (1.0 = min/max; 0.999 clips
     the 0.05 % tails on each side, estimated on a subsample).
     ``layout``: ``"planes"`` (bit planes) or ``"bytes"`` (one symbol per byte) before zstd.
@@ -32,12 +32,12 @@ class CodecSettings:
     ``max_values`` / ``max_bytes``: the decoder's limits on decoded values and on decompressed payload bytes.
     """
 
-    bits: int = 2
+    bits: int = 4
     granularity: str = "channel"
-    coarse_extra_bits: int = 1
+    coarse_extra_bits: Optional[int] = None
     clip: float = 1.0
     layout: str = "planes"
-    level: int = 3
+    level: int = 1
     keyframe_interval: int = 0
     max_values: int = 64 * 1024 * 1024
     max_bytes: int = 256 * 1024 * 1024
@@ -45,9 +45,11 @@ class CodecSettings:
     def __post_init__(self) -> None:
         if not (2 <= self.bits <= 8 or self.bits in FLOAT_BITS):
             raise CodecError(f"codec: bits must be 2..8 (quantized) or 16/32 (float), got {self.bits}")
+        if self.coarse_extra_bits is None:  # the measured best: +1 up to 4 bits; above, mAP50 is already 1.0
+            object.__setattr__(self, "coarse_extra_bits", 1 if self.bits <= 4 else 0)
         if self.granularity not in GRANULARITIES:
             raise CodecError(f"codec: granularity must be one of {GRANULARITIES}, got {self.granularity!r}")
-        if not 0 <= self.coarse_extra_bits <= 6:
+        if not isinstance(self.coarse_extra_bits, int) or not 0 <= self.coarse_extra_bits <= 6:
             raise CodecError(f"codec: coarse_extra_bits must be 0..6, got {self.coarse_extra_bits}")
         if not 0.5 < self.clip <= 1.0:
             raise CodecError(f"codec: clip must be in (0.5, 1.0], got {self.clip}")
@@ -68,7 +70,7 @@ class CodecSettings:
         """Bit width of a tensor: ``bits`` for the finest-resolution tensors, more for coarser ones."""
         if not self.quantized or finest:
             return self.bits
-        return min(8, self.bits + self.coarse_extra_bits)
+        return min(8, self.bits + (self.coarse_extra_bits or 0))
 
     def describe(self) -> Dict[str, Any]:
         return asdict(self)
