@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from .schema import CUT_PRESETS, Broker, BrokerTLS, BuildSpec, Cut, Defaults, Device, Fleet, ImageRef, Images, ModelSpec
-from .schema import parse_cut, validate_bits
+from .schema import (
+    CUT_PRESETS,
+    Broker,
+    BrokerTLS,
+    BuildSpec,
+    Cut,
+    Defaults,
+    Device,
+    Fleet,
+    ImageRef,
+    Images,
+    ModelSpec,
+    parse_cut,
+    validate_bits,
+)
 from .store import DEFAULT_FLEET_FILE, FleetStore, device_from_options, fleet_error, load_fleet
 
 __all__ = [

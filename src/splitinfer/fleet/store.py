@@ -38,7 +38,9 @@ broker:
 devices: []
 """
 
-_MODELS: tuple[type[BaseModel], ...] = (Fleet, Broker, BrokerTLS, ModelSpec, Defaults, Images, ImageRef, BuildSpec, Device)
+_MODELS: tuple[type[BaseModel], ...] = (
+    Fleet, Broker, BrokerTLS, ModelSpec, Defaults, Images, ImageRef, BuildSpec, Device
+)
 _ALL_FIELDS = sorted({name for model in _MODELS for name in model.model_fields})
 
 
