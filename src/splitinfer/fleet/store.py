@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Union
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -78,7 +79,7 @@ def _field_path(loc: Iterable[Union[int, str]]) -> str:
     return path
 
 
-def _describe(error: Dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     got = f", got {value!r}" if isinstance(value, (str, int, float, bool)) or value is None else ""
     if kind == "missing":
