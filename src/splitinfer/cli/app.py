@@ -53,7 +53,12 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    pass
+    from . import deploy, fleet, logs, status
+
+    app.add_typer(fleet.app, name="fleet")
+    app.command("deploy")(deploy.deploy)
+    app.command("status")(status.status)
+    app.command("logs")(logs.logs)
 
 
 _mount()

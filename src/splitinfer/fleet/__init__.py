@@ -17,7 +17,7 @@ from .schema import (
     parse_cut,
     validate_bits,
 )
-from .store import DEFAULT_FLEET_FILE, FleetStore, device_from_options, fleet_error, load_fleet
+from .store import DEFAULT_FLEET_FILE, FleetStore, fleet_error, load_fleet
 
 __all__ = [
     "CUT_PRESETS",
@@ -33,7 +33,6 @@ __all__ = [
     "ImageRef",
     "Images",
     "ModelSpec",
-    "device_from_options",
     "fleet_error",
     "load_fleet",
     "parse_cut",

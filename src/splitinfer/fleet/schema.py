@@ -88,7 +88,10 @@ def _check_name(value: str, what: str) -> str:
 
 
 class FieldValueError(ValueError):
-    """A ValueError raised by a whole-model check that knows which nested field is at fault."""
+    """A ValueError raised by a whole-model check that knows which of the model's fields is at fault.
+
+    ``field`` is relative to the model that raises it (``source``, ``devices[3].id``).
+    """
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
@@ -272,13 +275,13 @@ class Device(_Model):
     @model_validator(mode="after")
     def _by_role(self) -> Device:
         if self.role == "head" and not self.source:
-            raise ValueError("a head needs a source: camera index (0), file, rtsp:// URL or csi://0")
+            raise FieldValueError("source", "a head needs a source: camera index (0), file, rtsp:// URL or csi://0")
         if self.role == "tail" and self.source:
-            raise ValueError("only heads have a source; remove it from this tail")
+            raise FieldValueError("source", "only heads have a source; remove it from this tail")
         if self.role == "tail" and self.cut is not None:
-            raise ValueError("the cut is set on heads (a tail runs whatever its heads send); remove it")
+            raise FieldValueError("cut", "the cut is set on heads (a tail runs whatever its heads send); remove it")
         if self.runtime == "nvidia" and self.gpus is not None:
-            raise ValueError("use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both")
+            raise FieldValueError("gpus", "use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both")
         return self
 
 

@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -27,7 +27,7 @@ from splitinfer.errors import FleetConfigError
 
 from .schema import Broker, BrokerTLS, BuildSpec, Defaults, Device, FieldValueError, Fleet, ImageRef, Images, ModelSpec
 
-__all__ = ["DEFAULT_FLEET_FILE", "FleetStore", "device_from_options", "fleet_error", "load_fleet"]
+__all__ = ["DEFAULT_FLEET_FILE", "FleetStore", "fleet_error", "load_fleet"]
 
 DEFAULT_FLEET_FILE = "fleet.yaml"
 
@@ -107,19 +107,25 @@ def _describe(error: ErrorDetails) -> str:
     return message[:1].lower() + message[1:] + got
 
 
-def fleet_error(exc: ValidationError, *, path: str, prefix: str = "") -> FleetConfigError:
-    """Translate a pydantic ``ValidationError`` into one FleetConfigError, one line per problem."""
-    lines = []
+def fleet_error(
+    exc: ValidationError, *, path: Optional[str], rename: Optional[Callable[[str], str]] = None
+) -> FleetConfigError:
+    """Translate a pydantic ``ValidationError`` into one FleetConfigError, one line per problem.
+
+    ``rename`` maps a field path to what the user typed (``role`` → ``--role`` for CLI options).
+    """
+    problems: List[Tuple[Optional[str], str]] = []
     for error in exc.errors(include_url=False):
         field = _field_path(error["loc"])
         cause = (error.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldValueError):
-            field = cause.field
-        field = f"{prefix}{field}" if prefix and field else (field or prefix.rstrip("."))
-        lines.append((field or None, _describe(error)))
-    first_field, first_message = lines[0]
-    rest = "".join(f"\n{path}: {field}: {message}" if field else f"\n{path}: {message}" for field, message in lines[1:])
-    return FleetConfigError(first_message + rest, path=path, field=first_field)
+        if isinstance(cause, FieldValueError):  # a whole-model check naming a field inside the model
+            field = f"{field}.{cause.field}" if field and not cause.field.startswith("[") else field + cause.field
+        if rename and field:
+            field = rename(field)
+        problems.append((field or None, _describe(error)))
+    (first_field, first_message), rest = problems[0], problems[1:]
+    more = "".join("\n" + ": ".join(p for p in (path, field, message) if p) for field, message in rest)
+    return FleetConfigError(first_message + more, path=path, field=first_field)
 
 
 class FleetStore:
@@ -237,10 +243,3 @@ def _validate(document: CommentedMap, label: str) -> Fleet:
     except ValidationError as exc:
         raise fleet_error(exc, path=label) from None
 
-
-def device_from_options(options: Dict[str, Any], *, label: str = "options") -> Device:
-    """Validate one device given as CLI options; errors name the option as the field."""
-    try:
-        return Device.model_validate({k: v for k, v in options.items() if v is not None})
-    except ValidationError as exc:
-        raise fleet_error(exc, path=label) from None
