@@ -166,6 +166,9 @@ class FleetStore:
         """Append ``device`` (validated against the whole fleet, so a duplicate id is refused)."""
         entry = device.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
         entry = {"id": device.id, "role": device.role, "docker": device.docker, **entry}
+        plain = _plain(self.document)
+        plain["devices"] = [*(plain.get("devices") or []), entry]
+        fleet = _validate_plain(plain, self.label)  # before touching the document: a refusal changes nothing
         devices = self.document.get("devices")
         if not isinstance(devices, CommentedSeq):
             devices = CommentedSeq()
@@ -174,11 +177,7 @@ class FleetStore:
         if devices and isinstance(devices[-1], CommentedMap) and devices[-1].fa.flow_style():
             node.fa.set_flow_style()
         devices.append(node)
-        try:
-            self.fleet = _validate(self.document, self.label)
-        except FleetConfigError:
-            devices.pop()
-            raise
+        self.fleet = fleet
 
     def remove_device(self, device_id: str) -> Device:
         devices = self.document.get("devices") or []
@@ -238,8 +237,12 @@ def _parse(text: str, label: str) -> CommentedMap:
 
 
 def _validate(document: CommentedMap, label: str) -> Fleet:
+    return _validate_plain(_plain(document), label)
+
+
+def _validate_plain(data: Any, label: str) -> Fleet:
     try:
-        return Fleet.model_validate(_plain(document))
+        return Fleet.model_validate(data)
     except ValidationError as exc:
         raise fleet_error(exc, path=label) from None
 
