@@ -66,7 +66,10 @@ def test_cut_values() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("defaults:", "defaults: {bits: 9}\n"), "defaults.bits: expected 2..8 (quantized) or 16/32 (passthrough), got 9"),
+        (
+            ("defaults:", "defaults: {bits: 9}\n"),
+            "defaults.bits: expected 2..8 (quantized) or 16/32 (passthrough), got 9",
+        ),
         (("fleet: traffic-a", "fleet: traffic/a"), "fleet: fleet name 'traffic/a' must be 1-63 characters"),
         (("id: cam-1", "id: cam+1"), "devices[0].id: id 'cam+1' must be 1-63 characters"),
         (('docker: "tcp://gpu-01:2376"', 'docker: "http://gpu-01"'), "devices[2].docker: expected unix://PATH"),

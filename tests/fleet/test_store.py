@@ -34,11 +34,18 @@ def test_add_then_remove_keeps_comments_and_order(tmp_path: Path) -> None:
     store.save()
     text = store.path.read_text()
     assert 'source: "0"}  # pole 7\n' in text
-    for kept in ("# Traffic cameras, north side.", "# the MQTT prefix", "# the tail lives in the server room",
-                 "# pole 7", 'docker: "tcp://gpu-01:2376"'):
+    for kept in (
+        "# Traffic cameras, north side.",
+        "# the MQTT prefix",
+        "# the tail lives in the server room",
+        "# pole 7",
+        'docker: "tcp://gpu-01:2376"',
+    ):
         assert kept in text
     assert text.index("gpu-1") < text.index("cam-1") < text.index("cam-2")
-    assert "- {id: cam-2, role: head, docker: ssh://nvidia@cam-2, source: rtsp://x/y, cut: a}" in text  # flow, like its siblings
+    assert (
+        "- {id: cam-2, role: head, docker: ssh://nvidia@cam-2, source: rtsp://x/y, cut: a}" in text
+    )  # flow, like its siblings
     assert [d.id for d in FleetStore.open(store.path).fleet.devices] == ["gpu-1", "cam-1", "cam-2"]
 
     store = FleetStore.open(store.path)

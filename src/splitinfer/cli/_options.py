@@ -16,7 +16,10 @@ __all__ = ["FleetFile", "Json", "Timeout", "format_bytes", "parse_since"]
 FleetFile = Annotated[
     Path,
     typer.Option(
-        "--file", "-f", envvar="SPLITINFER_FLEET", metavar="FLEET.YAML",
+        "--file",
+        "-f",
+        envvar="SPLITINFER_FLEET",
+        metavar="FLEET.YAML",
         help="The fleet inventory (default ./fleet.yaml, or $SPLITINFER_FLEET).",
     ),
 ]

@@ -23,16 +23,19 @@ if TYPE_CHECKING:
 def deploy(
     cut: Annotated[Optional[str], typer.Option(help="Cut for every head in this deployment: a|b|c|d|auto|N.")] = None,
     bits: Annotated[Optional[int], typer.Option(help="Feature bits for this deployment: 2..8, or 16/32.")] = None,
-    only: Annotated[Optional[List[str]], typer.Option("--only", metavar="ID", help="Deploy only this device; repeat.")]
-    = None,
+    only: Annotated[
+        Optional[List[str]], typer.Option("--only", metavar="ID", help="Deploy only this device; repeat.")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     as_json: Json = False,
     file: FleetFile = Path("fleet.yaml"),
-    grace: Annotated[float, typer.Option(min=0, metavar="SECONDS",
-                                         help="How long a new container must keep running to count as healthy.")]
-    = 5.0,
-    ready_timeout: Annotated[float, typer.Option(min=1, metavar="SECONDS",
-                                                 help="How long to wait for the node to report online.")] = 60.0,
+    grace: Annotated[
+        float,
+        typer.Option(min=0, metavar="SECONDS", help="How long a new container must keep running to count as healthy."),
+    ] = 5.0,
+    ready_timeout: Annotated[
+        float, typer.Option(min=1, metavar="SECONDS", help="How long to wait for the node to report online.")
+    ] = 60.0,
     timeout: Timeout = 10.0,
 ) -> None:
     """Deploy the fleet: per device, create or replace the container `splitinfer-<ID>` when its config changed.
@@ -91,11 +94,13 @@ def _progress(devices: List[str], *, quiet: bool) -> Iterator[Callable[[str, str
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console,
-                  transient=True) as progress:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True
+    ) as progress:
         tasks: Dict[str, object] = {d: progress.add_task(escape(d), total=None) for d in devices}
         yield lambda device, message: progress.update(
-            tasks[device], description=f"[bold]{escape(device)}[/] {escape(message)}"  # type: ignore[arg-type]
+            tasks[device],
+            description=f"[bold]{escape(device)}[/] {escape(message)}",  # type: ignore[arg-type]
         )
 
 
@@ -110,9 +115,15 @@ def _show_plan(steps: List[Step], as_json: bool) -> None:
         action = step.action.value if step.action else "[red]unreachable[/]"
         assignment = step.target.assignment
         table.add_row(
-            str(index), escape(step.device_id), step.target.device.role, action, escape(step.reason),
-            escape(step.target.spec.image), str(assignment.cut if assignment.cut is not None else "—"),
-            str(assignment.bits), step.target.config_hash,
+            str(index),
+            escape(step.device_id),
+            step.target.device.role,
+            action,
+            escape(step.reason),
+            escape(step.target.spec.image),
+            str(assignment.cut if assignment.cut is not None else "—"),
+            str(assignment.bits),
+            step.target.config_hash,
         )
     console.print(table)
 
@@ -129,9 +140,15 @@ def _show_results(fleet: str, results: List[DeployResult], as_json: bool) -> Non
         style = styles.get(r.status, "green")
         cut = r.assignment.get("cut")
         table.add_row(
-            escape(r.device), r.role, f"[{style}]{r.status}[/]", r.container_id[:12] or "—", r.config_hash,
-            str(cut if cut is not None else "—"), str(r.assignment.get("bits", "—")),
-            escape(r.assignment_status or "—"), f"{r.seconds:.1f}s",
+            escape(r.device),
+            r.role,
+            f"[{style}]{r.status}[/]",
+            r.container_id[:12] or "—",
+            r.config_hash,
+            str(cut if cut is not None else "—"),
+            str(r.assignment.get("bits", "—")),
+            escape(r.assignment_status or "—"),
+            f"{r.seconds:.1f}s",
         )
     console.print(table)
     changed = sum(r.status in ("created", "recreated", "started") for r in results)

@@ -17,8 +17,9 @@ from splitinfer.fleet import Device, Fleet, FleetStore, fleet_error
 from ._console import console, err_console, print_json
 from ._options import FleetFile, Json, Timeout, format_bytes
 
-app = typer.Typer(help="Edit the fleet inventory (fleet.yaml) and check every device's Docker engine.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Edit the fleet inventory (fleet.yaml) and check every device's Docker engine.", no_args_is_help=True
+)
 
 _OPTION_NAMES = {"id": "ID", "docker_tls": "--docker-tls"}
 
@@ -27,7 +28,9 @@ _OPTION_NAMES = {"id": "ID", "docker_tls": "--docker-tls"}
 def add(
     device_id: Annotated[str, typer.Argument(metavar="ID", help="Device id: letters, digits, '-', '_', '.'.")],
     role: Annotated[str, typer.Option("--role", help="head (camera side) or tail (GPU server).")],
-    docker: Annotated[str, typer.Option("--docker", help="Docker endpoint: unix://…, tcp://HOST:2376 or ssh://USER@HOST.")],
+    docker: Annotated[
+        str, typer.Option("--docker", help="Docker endpoint: unix://…, tcp://HOST:2376 or ssh://USER@HOST.")
+    ],
     source: Annotated[Optional[str], typer.Option(help="Head input: camera index, file, rtsp://… or csi://0.")] = None,
     cut: Annotated[Optional[str], typer.Option(help="Per-device cut: a|b|c|d|auto|N (heads).")] = None,
     runtime: Annotated[Optional[str], typer.Option(help="'nvidia' on Jetson (GPU through the nvidia runtime).")] = None,
@@ -41,9 +44,18 @@ def add(
 ) -> None:
     """Add a device to fleet.yaml (created if missing), keeping its comments."""
     options: Dict[str, Any] = {
-        "id": device_id, "role": role, "docker": docker, "source": source, "cut": cut, "runtime": runtime,
-        "gpus": gpus, "env": _env_pairs(env or []) or None, "volumes": volume or None, "devices": device or None,
-        "image": image, "docker_tls": docker_tls,
+        "id": device_id,
+        "role": role,
+        "docker": docker,
+        "source": source,
+        "cut": cut,
+        "runtime": runtime,
+        "gpus": gpus,
+        "env": _env_pairs(env or []) or None,
+        "volumes": volume or None,
+        "devices": device or None,
+        "image": image,
+        "docker_tls": docker_tls,
     }
     try:
         new = Device.model_validate({k: v for k, v in options.items() if v is not None})
@@ -84,8 +96,12 @@ def list_(file: FleetFile = Path("fleet.yaml"), as_json: Json = False) -> None:
     for column in ("id", "role", "docker", "cut", "gpu", "source", "image"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(escape(str(row[c] if row[c] is not None else "—")) for c in
-                        ("id", "role", "docker", "cut", "gpu", "source", "image")))
+        table.add_row(
+            *(
+                escape(str(row[c] if row[c] is not None else "—"))
+                for c in ("id", "role", "docker", "cut", "gpu", "source", "image")
+            )
+        )
     console.print(table)
 
 
@@ -153,9 +169,20 @@ def _check_one(device: Device, timeout: float) -> Dict[str, Any]:
     except DeployError as exc:
         row["error"] = str(exc)
         return row
-    row.update(reachable=True, arch=info.arch, engine=info.version, api=info.api_version, os=info.os,
-               runtimes=list(info.runtimes), nvidia_runtime=info.nvidia_runtime, gpus=info.gpus,
-               free_disk=info.free_disk, cpus=info.cpus, memory=info.memory, notes=_notes(device, info.nvidia_runtime))
+    row.update(
+        reachable=True,
+        arch=info.arch,
+        engine=info.version,
+        api=info.api_version,
+        os=info.os,
+        runtimes=list(info.runtimes),
+        nvidia_runtime=info.nvidia_runtime,
+        gpus=info.gpus,
+        free_disk=info.free_disk,
+        cpus=info.cpus,
+        memory=info.memory,
+        notes=_notes(device, info.nvidia_runtime),
+    )
     return row
 
 
@@ -174,12 +201,27 @@ def _check_table(fleet: Fleet, rows: List[Dict[str, Any]]) -> Table:
         table.add_column(column)
     for row in rows:
         if not row["reachable"]:
-            table.add_row(escape(row["id"]), row["role"], escape(row["docker"]),
-                          "[red]unreachable[/]", "", "", "", "", "see below")
+            table.add_row(
+                escape(row["id"]),
+                row["role"],
+                escape(row["docker"]),
+                "[red]unreachable[/]",
+                "",
+                "",
+                "",
+                "",
+                "see below",
+            )
             continue
         table.add_row(
-            escape(row["id"]), row["role"], escape(row["docker"]), row["arch"], row["engine"],
-            "yes" if row["nvidia_runtime"] else "no", str(row["gpus"]) if row["gpus"] is not None else "—",
-            format_bytes(row["free_disk"]), escape("; ".join(row["notes"])),
+            escape(row["id"]),
+            row["role"],
+            escape(row["docker"]),
+            row["arch"],
+            row["engine"],
+            "yes" if row["nvidia_runtime"] else "no",
+            str(row["gpus"]) if row["gpus"] is not None else "—",
+            format_bytes(row["free_disk"]),
+            escape("; ".join(row["notes"])),
         )
     return table

@@ -37,8 +37,17 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
     for row in rows:
         row["desired_cut"] = state.device(row["id"]).get("assignment", {}).get("cut")
         live = source.device_status(row["id"]) if source else None
-        row["mqtt"] = None if live is None else {"state": live.state, "cut": live.cut, "route": live.route,
-                                                 "fps": live.fps, "latency_ms": live.latency_ms}
+        row["mqtt"] = (
+            None
+            if live is None
+            else {
+                "state": live.state,
+                "cut": live.cut,
+                "route": live.route,
+                "fps": live.fps,
+                "latency_ms": live.latency_ms,
+            }
+        )
     if as_json:
         print_json({"fleet": fleet.fleet, "devices": rows})
         return
@@ -52,9 +61,18 @@ def _row(store: FleetStore, device: Device, timeout: float) -> Dict[str, Any]:
         expected: Optional[str] = container_spec(store.fleet, device).config_hash()
     except FleetConfigError:
         expected = None  # the broker password is part of the hash; without it we cannot tell
-    row: Dict[str, Any] = {"id": device.id, "role": device.role, "container": container_name(device.id),
-                           "state": None, "image": None, "config_hash": None, "expected_hash": expected,
-                           "hash_match": None, "started_at": None, "error": None}
+    row: Dict[str, Any] = {
+        "id": device.id,
+        "role": device.role,
+        "container": container_name(device.id),
+        "state": None,
+        "image": None,
+        "config_hash": None,
+        "expected_hash": expected,
+        "hash_match": None,
+        "started_at": None,
+        "error": None,
+    }
     try:
         with Engine.connect(device.docker, device=device.id, tls_dir=device.docker_tls, timeout=timeout) as engine:
             current = engine.container(container_name(device.id))
@@ -65,15 +83,25 @@ def _row(store: FleetStore, device: Device, timeout: float) -> Dict[str, Any]:
         row["state"] = "absent"
         return row
     running_hash = current.labels.get("splitinfer.config-hash")
-    row.update(state=current.status, image=current.image, config_hash=running_hash,
-               hash_match=None if expected is None else running_hash == expected, started_at=current.started_at or None,
-               exit_code=current.exit_code, restart_count=current.restart_count)
+    row.update(
+        state=current.status,
+        image=current.image,
+        config_hash=running_hash,
+        hash_match=None if expected is None else running_hash == expected,
+        started_at=current.started_at or None,
+        exit_code=current.exit_code,
+        restart_count=current.restart_count,
+    )
     return row
 
 
 def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
-    table = Table(title=f"fleet {fleet}", title_justify="left", caption="mqtt columns: filled by the node runtime "
-                  "(not yet available)", caption_justify="left")
+    table = Table(
+        title=f"fleet {fleet}",
+        title_justify="left",
+        caption="mqtt columns: filled by the node runtime (not yet available)",
+        caption_justify="left",
+    )
     for column in ("device", "role", "container", "image", "config", "started", "cut (deployed)", *_MQTT_COLUMNS):
         table.add_column(column)
     colours = {"running": "green", "absent": "dim", "unreachable": "red"}
@@ -82,14 +110,25 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
         shown = f"[{colours.get(state, 'yellow')}]{state}[/]"
         config = {True: "[green]current[/]", False: "[yellow]stale[/]", None: "—"}[row["hash_match"]]
         mqtt: Optional[Dict[str, Any]] = row["mqtt"]
-        live = ["—"] * len(_MQTT_COLUMNS) if mqtt is None else [
-            str(mqtt["state"]), str(mqtt["cut"]), str(mqtt["route"]),
-            "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
-            "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
-        ]
+        live = (
+            ["—"] * len(_MQTT_COLUMNS)
+            if mqtt is None
+            else [
+                str(mqtt["state"]),
+                str(mqtt["cut"]),
+                str(mqtt["route"]),
+                "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
+                "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
+            ]
+        )
         table.add_row(
-            escape(row["id"]), row["role"], shown, escape(row["image"] or "—"), config,
-            escape(_short_time(row["started_at"])), str(row["desired_cut"] if row["desired_cut"] is not None else "—"),
+            escape(row["id"]),
+            row["role"],
+            shown,
+            escape(row["image"] or "—"),
+            config,
+            escape(_short_time(row["started_at"])),
+            str(row["desired_cut"] if row["desired_cut"] is not None else "—"),
             *live,
         )
     return table

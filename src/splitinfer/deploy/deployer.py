@@ -272,15 +272,18 @@ class Deployer:
     def _record(self, target: Target, result: DeployResult) -> None:
         if self._state is None:
             return
-        self._state.record(target.device.id, {
-            "role": target.device.role,
-            "container_id": result.container_id,
-            "config_hash": target.config_hash,
-            "image": target.spec.image,
-            "assignment": target.assignment.to_json(),
-            "assignment_status": result.assignment_status,
-            "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        })
+        self._state.record(
+            target.device.id,
+            {
+                "role": target.device.role,
+                "container_id": result.container_id,
+                "config_hash": target.config_hash,
+                "image": target.spec.image,
+                "assignment": target.assignment.to_json(),
+                "assignment_status": result.assignment_status,
+                "deployed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
 
 
 def _result(step: Step, status: str, message: str, **extra: Any) -> DeployResult:
@@ -299,6 +302,4 @@ def _result(step: Step, status: str, message: str, **extra: Any) -> DeployResult
 
 def _strip_device(exc: DeployError, device: str) -> str:
     text = str(exc)
-    return text[len(device) + 2:] if text.startswith(f"{device}: ") else text
-
-
+    return text[len(device) + 2 :] if text.startswith(f"{device}: ") else text

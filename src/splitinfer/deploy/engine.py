@@ -199,8 +199,11 @@ class Engine:
             image, _ = self._client.images.build(path=str(context), dockerfile=dockerfile, tag=name, rm=True)
         except docker.errors.BuildError as exc:
             log = "\n".join(str(item.get("stream", "")).rstrip() for item in exc.build_log if "stream" in item)
-            raise DeployError(f"building {name} from {context}/{dockerfile}: {exc.msg}", device=self.device,
-                              logs="\n".join(log.splitlines()[-20:])) from exc
+            raise DeployError(
+                f"building {name} from {context}/{dockerfile}: {exc.msg}",
+                device=self.device,
+                logs="\n".join(log.splitlines()[-20:]),
+            ) from exc
         except (docker.errors.DockerException, OSError) as exc:
             raise DeployError(f"building {name}: {_reason(exc)}", device=self.device) from exc
         return str(image.id)
@@ -264,13 +267,19 @@ class Engine:
         with self._translate(f"removing container {container}"), contextlib.suppress(docker.errors.NotFound):
             self._client.api.remove_container(container, force=True)
 
-    def logs(self, container: str, *, tail: Optional[int] = None, since: Since = None,
-             follow: bool = False) -> Iterator[str]:
+    def logs(
+        self, container: str, *, tail: Optional[int] = None, since: Since = None, follow: bool = False
+    ) -> Iterator[str]:
         """The container's output (stdout and stderr) as lines; with ``follow``, until the container stops."""
         with self._translate(f"reading logs of {container}"):
             chunks = self._client.api.logs(
-                container, stdout=True, stderr=True, stream=True, follow=follow,
-                tail="all" if tail is None else tail, since=since,
+                container,
+                stdout=True,
+                stderr=True,
+                stream=True,
+                follow=follow,
+                tail="all" if tail is None else tail,
+                since=since,
             )
         try:
             with self._translate(f"reading logs of {container}"):
@@ -329,8 +338,9 @@ def _tls_config(folder: Path, device: Optional[str]) -> Any:
     files = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
-        raise DeployError(f"docker_tls: missing {', '.join(missing)} (expected ca.pem, cert.pem, key.pem)",
-                          device=device)
+        raise DeployError(
+            f"docker_tls: missing {', '.join(missing)} (expected ca.pem, cert.pem, key.pem)", device=device
+        )
     return docker.tls.TLSConfig(
         client_cert=(str(files["cert"]), str(files["key"])), ca_cert=str(files["ca"]), verify=True
     )
@@ -342,8 +352,13 @@ def _reason(exc: BaseException) -> str:
     if explanation:
         return str(explanation)
     text = str(exc) or type(exc).__name__
-    for marker in ("Connection refused", "No such file or directory", "timed out", "Name or service not known",
-                   "Permission denied"):
+    for marker in (
+        "Connection refused",
+        "No such file or directory",
+        "timed out",
+        "Name or service not known",
+        "Permission denied",
+    ):
         if marker in text:
             return marker.lower() if marker != "No such file or directory" else "no such socket"
     return text.splitlines()[0][:300]

@@ -87,8 +87,12 @@ def container_spec(fleet: Fleet, device: Device, *, environ: Mapping[str, str] =
         gpus=None if device.gpus is None else (-1 if device.gpus == "all" else int(device.gpus)),
         secret_env=secret,
     )
-    labels = {LABEL_FLEET: fleet.fleet, LABEL_ROLE: device.role, LABEL_DEVICE: device.id,
-              LABEL_HASH: spec.config_hash()}
+    labels = {
+        LABEL_FLEET: fleet.fleet,
+        LABEL_ROLE: device.role,
+        LABEL_DEVICE: device.id,
+        LABEL_HASH: spec.config_hash(),
+    }
     return ContainerSpec(**{**spec.__dict__, "labels": labels})
 
 
@@ -153,8 +157,9 @@ def plan_targets(
     targets = []
     for device in chosen:
         assignment = _assignment(fleet, device, cut_override, bits_override)
-        targets.append(Target(device, container_spec(fleet, device, environ=environ), assignment,
-                              _build(fleet, device, base_dir)))
+        targets.append(
+            Target(device, container_spec(fleet, device, environ=environ), assignment, _build(fleet, device, base_dir))
+        )
     return targets
 
 

@@ -281,7 +281,9 @@ class Device(_Model):
         if self.role == "tail" and self.cut is not None:
             raise FieldValueError("cut", "the cut is set on heads (a tail runs whatever its heads send); remove it")
         if self.runtime == "nvidia" and self.gpus is not None:
-            raise FieldValueError("gpus", "use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both")
+            raise FieldValueError(
+                "gpus", "use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both"
+            )
         return self
 
 

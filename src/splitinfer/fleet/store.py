@@ -40,7 +40,15 @@ devices: []
 """
 
 _MODELS: tuple[type[BaseModel], ...] = (
-    Fleet, Broker, BrokerTLS, ModelSpec, Defaults, Images, ImageRef, BuildSpec, Device
+    Fleet,
+    Broker,
+    BrokerTLS,
+    ModelSpec,
+    Defaults,
+    Images,
+    ImageRef,
+    BuildSpec,
+    Device,
 )
 _ALL_FIELDS = sorted({name for model in _MODELS for name in model.model_fields})
 
@@ -245,4 +253,3 @@ def _validate_plain(data: Any, label: str) -> Fleet:
         return Fleet.model_validate(data)
     except ValidationError as exc:
         raise fleet_error(exc, path=label) from None
-
