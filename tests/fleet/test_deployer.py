@@ -35,7 +35,7 @@ class FakeEngine:
     def ensure_image(self, name: str, *, build: object = None) -> Tuple[str, str]:
         return "sha256:img", "present"
 
-    def create(self, spec: ContainerSpec, *, name: Optional[str] = None) -> str:
+    def create(self, spec: ContainerSpec, *, name: Optional[str] = None, restart_policy: Optional[str] = None) -> str:
         cid = f"c{next(_ids)}"
         self.containers[cid] = ContainerState(
             id=cid,
@@ -59,6 +59,9 @@ class FakeEngine:
         self.calls.append(f"start {cid}")
         crash = "crash" in self.containers[cid].started_at
         self._set(cid, status="exited" if crash else "running", running=not crash, exit_code=1 if crash else 0)
+
+    def set_restart_policy(self, cid: str, policy: str) -> None:
+        self.calls.append(f"restart-policy {cid} {policy}")
 
     def stop(self, cid: str, *, timeout: int = 10) -> None:
         self.calls.append(f"stop {cid}")
@@ -147,11 +150,12 @@ def test_config_change_replaces_and_removes_previous() -> None:
     new = engine.container("splitinfer-cam-1")
     assert new is not None and old is not None and new.id != old.id and new.running
     assert list(engine.containers) == [new.id]  # the previous one is gone
-    assert engine.calls[-5:] == [
+    assert engine.calls[-6:] == [
         f"rename {old.id} splitinfer-cam-1-previous",
         f"stop {old.id}",
         "create splitinfer-cam-1",
         f"start {new.id}",
+        f"restart-policy {new.id} unless-stopped",
         f"remove {old.id}",
     ]
 

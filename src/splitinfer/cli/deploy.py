@@ -92,15 +92,14 @@ def _progress(devices: List[str], *, quiet: bool) -> Iterator[Callable[[str, str
     if not err_console.is_terminal:
         yield lambda device, message: err_console.print(f"{escape(device)}: {escape(message)}", highlight=False)
         return
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=True
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console, transient=False
     ) as progress:
-        tasks: Dict[str, object] = {d: progress.add_task(escape(d), total=None) for d in devices}
+        tasks: Dict[str, TaskID] = {d: progress.add_task(escape(d), total=None) for d in devices}
         yield lambda device, message: progress.update(
-            tasks[device],
-            description=f"[bold]{escape(device)}[/] {escape(message)}",  # type: ignore[arg-type]
+            tasks[device], description=f"[bold]{escape(device)}[/] {escape(message)}"
         )
 
 

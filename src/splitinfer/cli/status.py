@@ -102,8 +102,11 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
         caption="mqtt columns: filled by the node runtime (not yet available)",
         caption_justify="left",
     )
-    for column in ("device", "role", "container", "image", "config", "started", "cut (deployed)", *_MQTT_COLUMNS):
-        table.add_column(column)
+    table.add_column("device", no_wrap=True, min_width=8)
+    table.add_column("role")
+    table.add_column("state", no_wrap=True, min_width=11)
+    for column in ("image", "config", "started", "cut (deployed)", *_MQTT_COLUMNS):
+        table.add_column(column, overflow="ellipsis")
     colours = {"running": "green", "absent": "dim", "unreachable": "red"}
     for row in rows:
         state = row["state"]

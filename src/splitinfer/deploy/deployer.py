@@ -5,8 +5,9 @@ Order: tails first, then heads (see :data:`.plan.ROLE_ORDER`). Per device:
 1. make the image present on the engine (present → pull → build);
 2. compare the config hash label of ``splitinfer-<id>`` with the target: equal and running → nothing restarts;
 3. otherwise rename the old container to ``splitinfer-<id>-previous`` and stop it (a camera or GPU cannot be
-   shared), create and start the new one, and wait until it is healthy: running for ``grace`` seconds without a
-   restart and, when a readiness probe is given, reported online within ``ready_timeout``;
+   shared), create and start the new one with restarts off, and wait until it is healthy: running for ``grace``
+   seconds and, when a readiness probe is given, reported online within ``ready_timeout``; then switch its
+   restart policy to ``unless-stopped``;
 4. healthy → remove the previous container; not healthy → remove the new one, rename and restart the previous
    one, and stop the rollout with a DeployError carrying the new container's last log lines.
 
@@ -220,9 +221,11 @@ class Deployer:
         new_id = ""
         try:
             self._on_event(device, "creating")
-            new_id = engine.create(target.spec)
+            # No restarts while on probation: a crash shows as "exited" with its status, not as a restart loop.
+            new_id = engine.create(target.spec, restart_policy="no")
             engine.start(new_id)
             self._wait_healthy(engine, new_id, device)
+            engine.set_restart_policy(new_id, target.spec.restart_policy)
         except DeployError as exc:
             logs = engine.last_lines(new_id) if new_id else ""
             note = self._rollback(engine, target, previous, new_id)

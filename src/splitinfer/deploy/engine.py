@@ -227,8 +227,8 @@ class Engine:
             found = self._client.api.containers(all=True, filters=filters)
             return [_state(self._client.api.inspect_container(item["Id"])) for item in found]
 
-    def create(self, spec: ContainerSpec, *, name: Optional[str] = None) -> str:
-        """Create (not start) a container from ``spec``; returns its id."""
+    def create(self, spec: ContainerSpec, *, name: Optional[str] = None, restart_policy: Optional[str] = None) -> str:
+        """Create (not start) a container from ``spec``; returns its id. ``restart_policy`` overrides the spec's."""
         from docker.types import DeviceRequest
 
         requests = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus is not None else None
@@ -244,10 +244,14 @@ class Engine:
                 runtime=spec.runtime,
                 device_requests=requests,
                 network_mode=spec.network_mode,
-                restart_policy={"Name": spec.restart_policy},
+                restart_policy={"Name": restart_policy or spec.restart_policy},
                 init=spec.init,
             )
         return str(container.id)
+
+    def set_restart_policy(self, container: str, policy: str) -> None:
+        with self._translate(f"updating the restart policy of {container}"):
+            self._client.api.update_container(container, restart_policy={"Name": policy})
 
     def start(self, container: str) -> None:
         with self._translate(f"starting container {container}"):
