@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Optional, Union
+from typing import Optional, Union
 
 import typer
+from typing_extensions import Annotated
 
 from splitinfer.errors import FleetConfigError
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Iterator, List, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError
 from splitinfer.fleet import FleetStore

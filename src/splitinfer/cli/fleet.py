@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
+from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError, FleetConfigError
 from splitinfer.fleet import Device, Fleet, FleetStore, fleet_error

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from splitinfer.errors import DeployError
 
@@ -199,7 +199,7 @@ class Deployer:
 
     def _converge(
         self, engine: Engine, target: Target, action: Action, current: Optional[ContainerState]
-    ) -> tuple[str, str]:
+    ) -> Tuple[str, str]:
         if action is Action.KEEP:
             assert current is not None
             return current.id, "kept"

@@ -15,7 +15,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Type, Union
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -39,7 +39,7 @@ broker:
 devices: []
 """
 
-_MODELS: tuple[type[BaseModel], ...] = (
+_MODELS: Tuple[Type[BaseModel], ...] = (
     Fleet,
     Broker,
     BrokerTLS,
