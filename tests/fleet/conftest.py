@@ -79,7 +79,16 @@ def dockerd() -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+        _unmount_under(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _unmount_under(root: Path) -> None:
+    """dockerd leaves its default network namespace (exec/netns/default) mounted; unmount what is left."""
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts if line.split()[1].startswith(f"{root}/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def _wait_until_up(docker: Any, endpoint: str, process: subprocess.Popen, root: Path) -> None:

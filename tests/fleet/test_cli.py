@@ -161,3 +161,18 @@ def test_deploy_bad_cut_override(fleet_file: Path) -> None:
 def test_logs_unknown_device(fleet_file: Path) -> None:
     result = runner.invoke(app, ["logs", "nope", "--file", str(fleet_file)])
     assert result.exit_code == 1 and "no device 'nope' in fleet 't' (devices: gpu-1)" in _flat(result.stderr)
+
+
+def test_options_survive_python38_typer() -> None:
+    """On Python < 3.10 Typer reads annotations without evaluating strings: they must be real objects.
+
+    (The Jetson image runs this CLI on Python 3.8; a postponed ``Annotated`` option would become an argument.)
+    """
+    import inspect
+
+    from splitinfer.cli import deploy, fleet, logs, status
+
+    commands = [deploy.deploy, status.status, logs.logs, fleet.add, fleet.list_, fleet.rm, fleet.check]
+    for command in commands:
+        for name, param in inspect.signature(command).parameters.items():
+            assert not isinstance(param.annotation, str), f"{command.__name__}({name}): postponed annotation"

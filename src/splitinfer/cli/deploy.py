@@ -1,6 +1,8 @@
 """``splitctl deploy``: bring every device's container to what fleet.yaml says, tails first, with rollback."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: on Python < 3.10 (the Jetson image runs 3.8) Typer reads
+# parameter annotations without evaluating strings, so postponed ``Annotated[...]`` options would silently
+# turn into positional arguments. Annotations below must therefore be valid Python 3.8 expressions.
 
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,7 +106,7 @@ def _progress(devices: List[str], *, quiet: bool) -> Iterator[Callable[[str, str
         )
 
 
-def _show_plan(steps: List[Step], as_json: bool) -> None:
+def _show_plan(steps: "List[Step]", as_json: bool) -> None:
     if as_json:
         print_json({"dry_run": True, "devices": [s.to_json() for s in steps]})
         return
@@ -128,7 +130,7 @@ def _show_plan(steps: List[Step], as_json: bool) -> None:
     console.print(table)
 
 
-def _show_results(fleet: str, results: List[DeployResult], as_json: bool) -> None:
+def _show_results(fleet: str, results: "List[DeployResult]", as_json: bool) -> None:
     if as_json:
         print_json({"fleet": fleet, "ok": all(r.ok for r in results), "devices": [r.to_json() for r in results]})
         return

@@ -1,6 +1,8 @@
 """``splitctl status``: every device's container, from its Docker engine, plus the live MQTT view when present."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: on Python < 3.10 (the Jetson image runs 3.8) Typer reads
+# parameter annotations without evaluating strings, so postponed ``Annotated[...]`` options would silently
+# turn into positional arguments. Annotations below must therefore be valid Python 3.8 expressions.
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
