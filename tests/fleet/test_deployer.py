@@ -212,3 +212,16 @@ def test_readiness_probe_gates_health() -> None:
     results = _deploy(Fleetside(), _fleet(), readiness=lambda device: False, ready_timeout=0.01)
     assert results[0].status == "failed"
     assert "did not report online within 0.01s; no previous container to restore" in results[0].message
+
+
+def test_interrupted_deploy_leftover_is_restored_not_orphaned() -> None:
+    side = Fleetside()
+    _deploy(side, _fleet())
+    engine = side.engines["cam-1"]
+    old = engine.container("splitinfer-cam-1")
+    assert old is not None
+    engine.rename(old.id, "splitinfer-cam-1-previous")  # as if the operator's machine died mid-replacement
+    engine.stop(old.id)
+    results = _deploy(side, _fleet())
+    assert results[1].status == "started" and results[1].container_id == old.id
+    assert [s.name for s in engine.containers.values()] == ["splitinfer-cam-1"]

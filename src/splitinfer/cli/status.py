@@ -107,7 +107,10 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
     table.add_column("device", no_wrap=True, min_width=8)
     table.add_column("role")
     table.add_column("state", no_wrap=True, min_width=11)
-    for column in ("image", "config", "started", "cut (deployed)", *_MQTT_COLUMNS):
+    table.add_column("image", overflow="ellipsis")
+    table.add_column("config")
+    table.add_column("started", no_wrap=True)
+    for column in ("cut (deployed)", *_MQTT_COLUMNS):
         table.add_column(column, overflow="ellipsis")
     colours = {"running": "green", "absent": "dim", "unreachable": "red"}
     for row in rows:

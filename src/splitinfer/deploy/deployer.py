@@ -181,7 +181,7 @@ class Deployer:
             image_id, how = engine.ensure_image(target.spec.image, build=target.build)
             if how != "present":
                 self._on_event(device, f"image {how}")
-            current = engine.container(target.spec.name)
+            current = engine.container(target.spec.name) or self._recover_previous(engine, target)
             action, reason = decide(target, current, image_id=image_id)
             container_id, status = self._converge(engine, target, action, current)
         except DeployError as exc:
@@ -210,6 +210,15 @@ class Deployer:
             self._wait_healthy(engine, current.id, target.device.id)
             return current.id, "started"
         return self._replace(engine, target, current), "created" if action is Action.CREATE else "recreated"
+
+    def _recover_previous(self, engine: Engine, target: Target) -> Optional[ContainerState]:
+        """A deploy interrupted mid-replacement leaves only ``-previous``: give it its name back first."""
+        previous = engine.container(backup_name(target.device.id))
+        if previous is None:
+            return None
+        self._on_event(target.device.id, "restoring the container left by an interrupted deploy")
+        engine.rename(previous.id, target.spec.name)
+        return engine.container(previous.id)
 
     def _replace(self, engine: Engine, target: Target, previous: Optional[ContainerState]) -> str:
         device = target.device.id
