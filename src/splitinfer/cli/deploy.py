@@ -14,7 +14,6 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError
-from splitinfer.fleet import FleetStore
 
 from ._console import console, err_console, print_json
 from ._options import FleetFile, Json, Timeout
@@ -49,6 +48,7 @@ def deploy(
     (until it exists they are recorded in fleet.state.json, next to fleet.yaml).
     """
     from splitinfer.deploy import Deployer, DeployState, connect_device, plan_targets, runtime_hooks, state_path
+    from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
     fleet = store.fleet

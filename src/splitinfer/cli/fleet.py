@@ -6,19 +6,20 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError, FleetConfigError
-from splitinfer.fleet import Device, Fleet, FleetStore, fleet_error
 
 from ._console import console, err_console, print_json
 from ._options import FleetFile, Json, Timeout, format_bytes
+
+if TYPE_CHECKING:
+    from splitinfer.fleet import Device, Fleet
 
 app = typer.Typer(
     help="Edit the fleet inventory (fleet.yaml) and check every device's Docker engine.", no_args_is_help=True
@@ -60,6 +61,10 @@ def add(
         "image": image,
         "docker_tls": docker_tls,
     }
+    from pydantic import ValidationError
+
+    from splitinfer.fleet import Device, FleetStore, fleet_error
+
     try:
         new = Device.model_validate({k: v for k, v in options.items() if v is not None})
     except ValidationError as exc:
@@ -90,6 +95,8 @@ def _env_pairs(items: List[str]) -> Dict[str, str]:
 @app.command("list")
 def list_(file: FleetFile = Path("fleet.yaml"), as_json: Json = False) -> None:
     """List the devices in fleet.yaml."""
+    from splitinfer.fleet import FleetStore
+
     fleet = FleetStore.open(file).fleet
     rows = [_device_row(fleet, d) for d in fleet.devices]
     if as_json:
@@ -108,7 +115,7 @@ def list_(file: FleetFile = Path("fleet.yaml"), as_json: Json = False) -> None:
     console.print(table)
 
 
-def _device_row(fleet: Fleet, device: Device) -> Dict[str, Any]:
+def _device_row(fleet: "Fleet", device: "Device") -> Dict[str, Any]:
     gpu = "nvidia runtime" if device.runtime else (f"gpus {device.gpus}" if device.gpus is not None else None)
     return {
         "id": device.id,
@@ -127,6 +134,8 @@ def rm(
     file: FleetFile = Path("fleet.yaml"),
 ) -> None:
     """Remove a device from fleet.yaml. Its container, if any, is left on the device."""
+    from splitinfer.fleet import FleetStore
+
     store = FleetStore.open(file)
     removed = store.remove_device(device_id)
     store.save()
@@ -147,6 +156,8 @@ def check(
     Unreachable engines are listed, not fatal. Exit status: 0 when every engine answered, 1 otherwise
     (so `splitctl fleet check && splitctl deploy` is safe in scripts).
     """
+    from splitinfer.fleet import FleetStore
+
     fleet = FleetStore.open(file).fleet
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(fleet.devices)))) as pool:
         rows = list(pool.map(lambda d: _check_one(d, timeout), fleet.devices))
@@ -162,7 +173,7 @@ def check(
         raise typer.Exit(1)
 
 
-def _check_one(device: Device, timeout: float) -> Dict[str, Any]:
+def _check_one(device: "Device", timeout: float) -> Dict[str, Any]:
     from splitinfer.deploy.engine import Engine
 
     row: Dict[str, Any] = {"id": device.id, "role": device.role, "docker": device.docker, "reachable": False}
@@ -189,7 +200,7 @@ def _check_one(device: Device, timeout: float) -> Dict[str, Any]:
     return row
 
 
-def _notes(device: Device, nvidia_runtime: bool) -> List[str]:
+def _notes(device: "Device", nvidia_runtime: bool) -> List[str]:
     notes = []
     if device.runtime == "nvidia" and not nvidia_runtime:
         notes.append("runtime: nvidia requested but the engine has no nvidia runtime")
@@ -198,7 +209,7 @@ def _notes(device: Device, nvidia_runtime: bool) -> List[str]:
     return notes
 
 
-def _check_table(fleet: Fleet, rows: List[Dict[str, Any]]) -> Table:
+def _check_table(fleet: "Fleet", rows: List[Dict[str, Any]]) -> Table:
     table = Table(title=f"fleet {fleet.fleet}: Docker engines", title_justify="left")
     for column in ("id", "role", "docker", "arch", "engine", "nvidia", "gpus", "free disk", "notes"):
         table.add_column(column)

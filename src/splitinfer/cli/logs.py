@@ -12,7 +12,6 @@ import typer
 from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError
-from splitinfer.fleet import FleetStore
 
 from ._options import Timeout, parse_since
 
@@ -37,6 +36,7 @@ def logs(
 ) -> None:
     """Print the output (stdout and stderr) of the device's container `splitinfer-<ID>`, one line at a time."""
     from splitinfer.deploy import Engine, container_name
+    from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
     try:

@@ -6,16 +6,18 @@
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from rich.markup import escape
 from rich.table import Table
 
 from splitinfer.errors import DeployError, FleetConfigError
-from splitinfer.fleet import Device, FleetStore
 
 from ._console import console, print_json
 from ._options import FleetFile, Json, Timeout
+
+if TYPE_CHECKING:
+    from splitinfer.fleet import Device, FleetStore
 
 _MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "latency ms")
 
@@ -29,6 +31,7 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
     (its row says so); use `splitctl fleet check` in scripts.
     """
     from splitinfer.deploy import DeployState, runtime_hooks, state_path
+    from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
     fleet = store.fleet
@@ -56,7 +59,7 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
     console.print(_table(fleet.fleet, rows))
 
 
-def _row(store: FleetStore, device: Device, timeout: float) -> Dict[str, Any]:
+def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any]:
     from splitinfer.deploy import Engine, container_name, container_spec
 
     try:
