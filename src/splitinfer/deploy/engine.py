@@ -90,7 +90,10 @@ class Engine:
         cls, endpoint: str, *, device: Optional[str] = None, tls_dir: Optional[str] = None, timeout: float = 10.0
     ) -> Engine:
         """Connect and check the engine answers within ``timeout`` seconds; DeployError if it does not."""
-        import docker
+        try:
+            import docker
+        except ImportError as exc:  # the node images leave it out: only the operator's machine needs it
+            raise DeployError("the Docker SDK is not installed here: pip install 'docker>=7'", device=device) from exc
 
         kwargs: Dict[str, Any] = {"base_url": endpoint, "timeout": timeout}
         if endpoint.startswith("ssh://"):
