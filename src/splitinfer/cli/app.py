@@ -52,12 +52,16 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    from . import bench, coordinator, inspect, node, run
+    from . import bench, coordinator, deploy, fleet, inspect, logs, node, run, status
 
-    app.command("inspect")(inspect.inspect_model)
+    app.add_typer(fleet.app, name="fleet")
+    app.command("deploy")(deploy.deploy)
+    app.command("status")(status.status)
+    app.command("logs")(logs.logs)
     app.command("coordinator")(coordinator.coordinator)
     app.add_typer(node.app, name="node")
     app.command("run")(run.run)
+    app.command("inspect")(inspect.inspect_model)
     app.add_typer(bench.app, name="bench")
 
 

@@ -1,0 +1,151 @@
+"""``splitctl status``: every device's container, from its Docker engine, plus the live MQTT view when present."""
+
+# No ``from __future__ import annotations`` here: on Python < 3.10 (the Jetson image runs 3.8) Typer reads
+# parameter annotations without evaluating strings, so postponed ``Annotated[...]`` options would silently
+# turn into positional arguments. Annotations below must therefore be valid Python 3.8 expressions.
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from rich.markup import escape
+from rich.table import Table
+
+from splitinfer.errors import DeployError, FleetConfigError
+
+from ._console import console, print_json
+from ._options import FleetFile, Json, Timeout
+
+if TYPE_CHECKING:
+    from splitinfer.fleet import Device, FleetStore
+
+_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "latency ms")
+
+
+def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout: Timeout = 5.0) -> None:
+    """Show each device: role, container state, image, whether its config hash matches fleet.yaml, start time,
+    and the cut the last deploy asked for.
+
+    The columns mqtt, live cut, route, fps and latency ms come from the devices' MQTT topics; they show "—"
+    until the node runtime and coordinator publish them. Exit status 0 even when an engine is unreachable
+    (its row says so); use `splitctl fleet check` in scripts.
+    """
+    from splitinfer.deploy import DeployState, runtime_hooks, state_path
+    from splitinfer.fleet import FleetStore
+
+    store = FleetStore.open(file)
+    fleet = store.fleet
+    state = DeployState.load(state_path(store.path))
+    source = runtime_hooks(fleet.broker.url, fleet.fleet).status
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(fleet.devices)))) as pool:
+        rows = list(pool.map(lambda d: _row(store, d, timeout), fleet.devices))
+    for row in rows:
+        row["desired_cut"] = state.device(row["id"]).get("assignment", {}).get("cut")
+        live = source.device_status(row["id"]) if source else None
+        row["mqtt"] = (
+            None
+            if live is None
+            else {
+                "state": live.state,
+                "cut": live.cut,
+                "route": live.route,
+                "fps": live.fps,
+                "latency_ms": live.latency_ms,
+            }
+        )
+    if as_json:
+        print_json({"fleet": fleet.fleet, "devices": rows})
+        return
+    console.print(_table(fleet.fleet, rows))
+
+
+def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any]:
+    from splitinfer.deploy import Engine, container_name, container_spec
+
+    try:
+        expected: Optional[str] = container_spec(store.fleet, device).config_hash()
+    except FleetConfigError:
+        expected = None  # the broker password is part of the hash; without it we cannot tell
+    row: Dict[str, Any] = {
+        "id": device.id,
+        "role": device.role,
+        "container": container_name(device.id),
+        "state": None,
+        "image": None,
+        "config_hash": None,
+        "expected_hash": expected,
+        "hash_match": None,
+        "started_at": None,
+        "error": None,
+    }
+    try:
+        with Engine.connect(device.docker, device=device.id, tls_dir=device.docker_tls, timeout=timeout) as engine:
+            current = engine.container(container_name(device.id))
+    except DeployError as exc:
+        row.update(state="unreachable", error=str(exc))
+        return row
+    if current is None:
+        row["state"] = "absent"
+        return row
+    running_hash = current.labels.get("splitinfer.config-hash")
+    row.update(
+        state=current.status,
+        image=current.image,
+        config_hash=running_hash,
+        hash_match=None if expected is None else running_hash == expected,
+        started_at=current.started_at or None,
+        exit_code=current.exit_code,
+        restart_count=current.restart_count,
+    )
+    return row
+
+
+def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
+    table = Table(
+        title=f"fleet {fleet}",
+        title_justify="left",
+        caption="mqtt columns: filled by the node runtime (not yet available)",
+        caption_justify="left",
+    )
+    table.add_column("device", no_wrap=True, min_width=8)
+    table.add_column("role")
+    table.add_column("state", no_wrap=True, min_width=11)
+    table.add_column("image", overflow="ellipsis")
+    table.add_column("config")
+    table.add_column("started", no_wrap=True)
+    for column in ("cut (deployed)", *_MQTT_COLUMNS):
+        table.add_column(column, overflow="ellipsis")
+    colours = {"running": "green", "absent": "dim", "unreachable": "red"}
+    for row in rows:
+        state = row["state"]
+        shown = f"[{colours.get(state, 'yellow')}]{state}[/]"
+        config = {True: "[green]current[/]", False: "[yellow]stale[/]", None: "—"}[row["hash_match"]]
+        mqtt: Optional[Dict[str, Any]] = row["mqtt"]
+        live = (
+            ["—"] * len(_MQTT_COLUMNS)
+            if mqtt is None
+            else [
+                str(mqtt["state"]),
+                str(mqtt["cut"]),
+                str(mqtt["route"]),
+                "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
+                "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
+            ]
+        )
+        table.add_row(
+            escape(row["id"]),
+            row["role"],
+            shown,
+            escape(row["image"] or "—"),
+            config,
+            escape(_short_time(row["started_at"])),
+            str(row["desired_cut"] if row["desired_cut"] is not None else "—"),
+            *live,
+        )
+    return table
+
+
+def _short_time(value: Optional[str]) -> str:
+    if not value or value.startswith("0001-"):
+        return "—"
+    return value.replace("T", " ")[:19]

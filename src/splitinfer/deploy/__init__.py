@@ -1,0 +1,56 @@
+"""Provisioning containers through the Docker SDK, in two layers.
+
+- :mod:`.engine` — a thin wrapper over one Docker engine (calls in, plain data out, DeployError on failure);
+- :mod:`.plan` and :mod:`.deployer` — the fleet logic: container specs and their config hash, rolling order,
+  idempotence, health wait and rollback. :mod:`.hooks` is where the node runtime plugs in.
+
+Importing this package does not import ``docker``.
+"""
+
+from __future__ import annotations
+
+from .deployer import Deployer, DeployResult, Step, connect_device
+from .engine import ContainerState, Engine, EngineInfo, iter_lines
+from .hooks import (
+    Assignment,
+    AssignmentSink,
+    PendingAssignments,
+    ReadinessProbe,
+    RuntimeHooks,
+    RuntimeStatus,
+    RuntimeStatusSource,
+    runtime_hooks,
+)
+from .plan import Action, Target, backup_name, container_name, container_spec, decide, node_command, plan_targets
+from .spec import ContainerSpec
+from .state import DeployState, state_path
+
+__all__ = [
+    "Action",
+    "Assignment",
+    "AssignmentSink",
+    "ContainerSpec",
+    "ContainerState",
+    "DeployResult",
+    "DeployState",
+    "Deployer",
+    "Engine",
+    "EngineInfo",
+    "PendingAssignments",
+    "ReadinessProbe",
+    "RuntimeHooks",
+    "RuntimeStatus",
+    "RuntimeStatusSource",
+    "Step",
+    "Target",
+    "backup_name",
+    "connect_device",
+    "container_name",
+    "container_spec",
+    "decide",
+    "iter_lines",
+    "node_command",
+    "plan_targets",
+    "runtime_hooks",
+    "state_path",
+]
