@@ -1,6 +1,5 @@
 """Options shared by the commands that talk to a broker."""
 
-from __future__ import annotations
 
 import dataclasses
 import signal

@@ -1,6 +1,5 @@
 """``splitctl bench codec``: payload size, speed and fidelity of the codec on real frames."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Dict, List, Optional

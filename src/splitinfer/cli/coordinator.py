@@ -1,6 +1,5 @@
 """``splitctl coordinator``: registry, cut and route assignment, failover."""
 
-from __future__ import annotations
 
 from typing import List, Optional
 

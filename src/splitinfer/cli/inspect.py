@@ -1,8 +1,7 @@
 """``splitctl inspect MODEL``: the layers, and what crosses every cut."""
 
-from __future__ import annotations
 
-from typing import Annotated
+from typing_extensions import Annotated
 
 import typer
 from rich.table import Table

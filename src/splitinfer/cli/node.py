@@ -1,6 +1,5 @@
 """``splitctl node head|tail``: the programs the edge and tail containers run."""
 
-from __future__ import annotations
 
 from typing import Optional
 

@@ -1,6 +1,5 @@
 """``splitctl run --local``: the whole system on one machine, the main job out of the box."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
