@@ -4,6 +4,7 @@
 # parameter annotations without evaluating strings, so postponed ``Annotated[...]`` options would silently
 # turn into positional arguments. Annotations below must therefore be valid Python 3.8 expressions.
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
@@ -13,13 +14,13 @@ from rich.table import Table
 
 from splitinfer.errors import DeployError, FleetConfigError
 
-from ._console import console, print_json
+from ._console import console, err_console, print_json
 from ._options import FleetFile, Json, Timeout
 
 if TYPE_CHECKING:
     from splitinfer.fleet import Device, FleetStore
 
-_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "latency ms")
+_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "p50 ms", "bytes/frame", "drops", "last seen")
 
 
 def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout: Timeout = 5.0) -> None:
@@ -36,7 +37,10 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
     store = FleetStore.open(file)
     fleet = store.fleet
     state = DeployState.load(state_path(store.path))
-    source = runtime_hooks(fleet.broker.url, fleet.fleet).status
+    hooks = runtime_hooks(fleet, timeout=min(timeout, 3.0))
+    source = hooks.status
+    if hooks.note and not as_json:
+        err_console.print(f"[yellow]note:[/] {hooks.note}")
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(fleet.devices)))) as pool:
         rows = list(pool.map(lambda d: _row(store, d, timeout), fleet.devices))
     for row in rows:
@@ -51,8 +55,12 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
                 "route": live.route,
                 "fps": live.fps,
                 "latency_ms": live.latency_ms,
+                "bytes_per_frame": live.bytes_per_frame,
+                "dropped": live.dropped,
+                "last_seen": live.last_seen,
             }
         )
+    hooks.close()
     if as_json:
         print_json({"fleet": fleet.fleet, "devices": rows})
         return
@@ -104,7 +112,8 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
     table = Table(
         title=f"fleet {fleet}",
         title_justify="left",
-        caption="mqtt columns: filled by the node runtime (not yet available)",
+        caption="mqtt columns: the nodes' state, assignment and metrics topics (p50: head compute on heads, "
+        "end to end on tails)",
         caption_justify="left",
     )
     table.add_column("device", no_wrap=True, min_width=8)
@@ -130,6 +139,9 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
                 str(mqtt["route"]),
                 "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
                 "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
+                "—" if mqtt["bytes_per_frame"] is None else f"{mqtt['bytes_per_frame']:,}",
+                "—" if mqtt["dropped"] is None else str(mqtt["dropped"]),
+                "—" if mqtt["last_seen"] is None else f"{max(0.0, time.time() - mqtt['last_seen']):.0f} s ago",
             ]
         )
         table.add_row(

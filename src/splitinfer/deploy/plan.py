@@ -98,20 +98,21 @@ def container_spec(fleet: Fleet, device: Device, *, environ: Mapping[str, str] =
 
 def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple[Dict[str, str], Tuple[str, ...]]:
     broker = fleet.broker
+    # the names splitinfer.broker.BrokerConfig.from_env and `splitctl node` read
     env = {
-        "SPLITINFER_BROKER": broker.url,
-        "SPLITINFER_FLEET": fleet.fleet,
+        "SPLITINFER_BROKER_URL": broker.url,
+        "SPLITINFER_FLEET_NAME": fleet.fleet,
         "SPLITINFER_DEVICE_ID": device.id,
         "SPLITINFER_ROLE": device.role,
     }
     if device.source:
         env["SPLITINFER_SOURCE"] = device.source
     if broker.username:
-        env["SPLITINFER_BROKER_USERNAME"] = broker.username
+        env["SPLITINFER_MQTT_USERNAME"] = broker.username
     if broker.tls:
         for key, value in (("CA", broker.tls.ca), ("CERT", broker.tls.cert), ("KEY", broker.tls.key)):
             if value:
-                env[f"SPLITINFER_BROKER_{key}"] = value
+                env[f"SPLITINFER_MQTT_{key}_FILE"] = value
     secret: Tuple[str, ...] = ()
     if broker.password_env:
         value = environ.get(broker.password_env)
@@ -120,9 +121,8 @@ def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple
                 f"environment variable {broker.password_env} is not set; export it before deploying",
                 field="broker.password_env",
             )
-        env["SPLITINFER_BROKER_PASSWORD_ENV"] = broker.password_env
-        env[broker.password_env] = value
-        secret = (broker.password_env,)
+        env["SPLITINFER_MQTT_PASSWORD"] = value
+        secret = ("SPLITINFER_MQTT_PASSWORD",)
     env.update(device.env)  # the user's env wins: it is the documented escape hatch
     return env, secret
 
