@@ -107,7 +107,8 @@ def test_first_deploy_creates_containers_tails_first(fleet_file: Path, dockerd: 
         ("head-1", "created"),
         ("head-2", "created"),
     ]
-    assert {d["device"]: d["assignment_status"] for d in data["devices"]}["head-1"] == "pending (broker mqtt://127.0.0.1:1883 unreachable)"
+    statuses = {d["device"]: d["assignment_status"] for d in data["devices"]}
+    assert statuses["head-1"] == "pending (broker mqtt://127.0.0.1:1883 unreachable)"
 
     import docker
 

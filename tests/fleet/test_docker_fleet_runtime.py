@@ -117,7 +117,7 @@ def test_deployed_fleet_runs_split_inference_and_reassigns_live(
     status = runner.invoke(app, ["status", "--json", "-f", str(fleet_file)])
     assert status.exit_code == 0, status.output
     rows = {r["id"]: r for r in json.loads(status.stdout)["devices"]}
-    for device_id, row in rows.items():
+    for row in rows.values():
         assert row["state"] == "running" and row["mqtt"]["state"] == "online", row
     assert rows["head-1"]["mqtt"]["route"] == "tail-1" and rows["head-1"]["mqtt"]["cut"] == "10"
 
