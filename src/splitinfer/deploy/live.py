@@ -26,10 +26,14 @@ __all__ = ["LiveFleet", "broker_config", "connect_live", "policy_from_fleet"]
 
 
 def broker_config(fleet: Fleet, client_id: str) -> BrokerConfig:
+    """How the operator tools (splitctl, the coordinator) reach the fleet's broker."""
+    from splitinfer.fleet.credentials import operator_credentials
+
     b = fleet.broker
     tls = b.tls
+    username, password = operator_credentials(fleet)
     return BrokerConfig.from_url(
-        b.url, username=b.username, password_env=b.password_env, client_id=client_id,
+        b.url, username=username, password=password, client_id=client_id,
         ca_file=tls.ca if tls else None, cert_file=tls.cert if tls else None, key_file=tls.key if tls else None,
     )
 

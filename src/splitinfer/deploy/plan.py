@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from splitinfer.errors import FleetConfigError
+from splitinfer.fleet.credentials import derive_password, fleet_secret
 from splitinfer.fleet.schema import Cut, Device, Fleet, parse_cut, validate_bits
 
 from .engine import ContainerState
@@ -107,21 +108,15 @@ def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple
     }
     if device.source:
         env["SPLITINFER_SOURCE"] = device.source
-    if broker.username:
-        env["SPLITINFER_MQTT_USERNAME"] = broker.username
     if broker.tls:
         for key, value in (("CA", broker.tls.ca), ("CERT", broker.tls.cert), ("KEY", broker.tls.key)):
             if value:
                 env[f"SPLITINFER_MQTT_{key}_FILE"] = value
     secret: Tuple[str, ...] = ()
-    if broker.password_env:
-        value = environ.get(broker.password_env)
-        if value is None:
-            raise FleetConfigError(
-                f"environment variable {broker.password_env} is not set; export it before deploying",
-                field="broker.password_env",
-            )
-        env["SPLITINFER_MQTT_PASSWORD"] = value
+    fleet_key = fleet_secret(fleet, environ)
+    if fleet_key is not None:  # one MQTT user per device, so the broker's ACL can hold it to its own topics
+        env["SPLITINFER_MQTT_USERNAME"] = device.id
+        env["SPLITINFER_MQTT_PASSWORD"] = derive_password(fleet_key, fleet.fleet, device.id)
         secret = ("SPLITINFER_MQTT_PASSWORD",)
     env.update(device.env)  # the user's env wins: it is the documented escape hatch
     return env, secret
