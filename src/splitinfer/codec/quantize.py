@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
+import numpy as np
 import torch
 
 from ..errors import CodecError
@@ -65,7 +66,10 @@ def quantize(g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int) -
     """Symbols (uint8, same shape as ``g``) on ``g``'s device: ``floor(x / step + zp + 0.5)``, clamped."""
     q = torch.mul(g.float(), (1.0 / step)[..., None])
     q.add_((zp + 0.5)[..., None]).clamp_(0, (1 << bits) - 0.5)
-    return q.to(torch.uint8)  # truncation of a non-negative value: the floor
+    # truncation of a non-negative value: the floor. On a CPU numpy's cast is ~6x faster than torch's.
+    if q.device.type == "cpu":
+        return torch.from_numpy(q.detach().numpy().astype(np.uint8))
+    return q.to(torch.uint8)
 
 
 def dequantize(symbols: torch.Tensor, step: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
