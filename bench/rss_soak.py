@@ -12,6 +12,7 @@ bench/results/rss_soak.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import tempfile
@@ -36,10 +37,8 @@ def main() -> None:
 
     def tick(procs: Dict) -> None:
         for name in samples:
-            try:
+            with contextlib.suppress(psutil.Error):  # the process may have just finished
                 samples[name].append(psutil.Process(procs[name].pid).memory_info().rss / 2**20)
-            except psutil.Error:
-                pass
 
     with tempfile.TemporaryDirectory() as out:
         summary = run_local(LocalRun(model=args.model, source=f"synthetic:{args.frames}", frames=args.frames,
