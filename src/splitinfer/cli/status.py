@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+import typer
 from rich.markup import escape
 from rich.table import Table
+from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError, FleetConfigError
 
@@ -23,26 +25,61 @@ if TYPE_CHECKING:
 _MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "p50 ms", "bytes/frame", "drops", "last seen")
 
 
-def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout: Timeout = 5.0) -> None:
+def status(
+    file: FleetFile = Path("fleet.yaml"),
+    as_json: Json = False,
+    timeout: Timeout = 5.0,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds between redraws with --watch.")] = 2.0,
+) -> None:
     """Show each device: role, container state, image, whether its config hash matches fleet.yaml, start time,
-    and the cut the last deploy asked for.
+    the cut the last deploy asked for, and the live view from MQTT: state, cut in use, route, fps, p50 latency,
+    bytes per frame, drops, last seen.
 
-    The columns mqtt, live cut, route, fps and latency ms come from the devices' MQTT topics; they show "—"
-    until the node runtime and coordinator publish them. Exit status 0 even when an engine is unreachable
-    (its row says so); use `splitctl fleet check` in scripts.
+    The MQTT columns show "—" when the fleet's broker cannot be reached or a device never reported. Exit
+    status 0 even when an engine is unreachable (its row says so); use `splitctl fleet check` in scripts.
     """
     from splitinfer.deploy import DeployState, runtime_hooks, state_path
     from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
     fleet = store.fleet
-    state = DeployState.load(state_path(store.path))
     hooks = runtime_hooks(fleet, timeout=min(timeout, 3.0))
-    source = hooks.status
     if hooks.note and not as_json:
         err_console.print(f"[yellow]note:[/] {hooks.note}")
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(fleet.devices)))) as pool:
-        rows = list(pool.map(lambda d: _row(store, d, timeout), fleet.devices))
+    try:
+        if not watch:
+            rows = _rows(store, DeployState.load(state_path(store.path)), hooks.status, timeout)
+            if as_json:
+                print_json({"fleet": fleet.fleet, "devices": rows})
+            else:
+                console.print(_table(fleet.fleet, rows))
+            return
+        from contextlib import nullcontext
+
+        from rich.live import Live
+
+        # on a terminal the table redraws in place; piped, each round is printed after the last
+        with Live(console=console, auto_refresh=False) if console.is_terminal else nullcontext() as live:
+            while True:
+                if hooks.status is not None:
+                    hooks.status.refresh()  # type: ignore[attr-defined]
+                table = _table(fleet.fleet, _rows(store, DeployState.load(state_path(store.path)), hooks.status,
+                                                  timeout))
+                if live is not None:
+                    live.update(table, refresh=True)
+                else:
+                    console.print(table)
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hooks.close()
+
+
+def _rows(store: "FleetStore", state: Any, source: Any, timeout: float) -> List[Dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(store.fleet.devices)))) as pool:
+        rows = list(pool.map(lambda d: _row(store, d, timeout), store.fleet.devices))
     for row in rows:
         row["desired_cut"] = state.device(row["id"]).get("assignment", {}).get("cut")
         live = source.device_status(row["id"]) if source else None
@@ -60,11 +97,7 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
                 "last_seen": live.last_seen,
             }
         )
-    hooks.close()
-    if as_json:
-        print_json({"fleet": fleet.fleet, "devices": rows})
-        return
-    console.print(_table(fleet.fleet, rows))
+    return rows
 
 
 def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any]:
