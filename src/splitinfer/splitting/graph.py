@@ -65,10 +65,9 @@ class LayerGraph:
         return tuple(sorted({j for i in range(cut, self.num_layers) for j in self.inputs[i] if j < cut}))
 
     def keep_after(self, start: int, stop: int) -> Dict[int, int]:
-        """For layers ``start..stop-1``: the last layer index (< stop) that reads each output.
+        """For layers ``start..stop-1``: the last of them that reads each output (by producing layer).
 
-        A runner frees an output once the last reader inside its range has run; outputs read only at or after
-        ``stop`` are never freed (they cross the cut).
+        A runner frees an output once its last reader inside the range has run, unless it crosses the cut.
         """
         last: Dict[int, int] = {}
         for i in range(start, stop):

@@ -29,10 +29,11 @@ def _gather(layer: Any, i: int, x: Any, outputs: Dict[int, Any]) -> Any:
     return [x if j == -1 else outputs[i + j if j < 0 else j] for j in f]
 
 
-def _run(layers: Any, start: int, stop: int, x: Any, outputs: Dict[int, Any], keep: Sequence[int]) -> Any:
+def _run(model: Model, start: int, stop: int, x: Any, outputs: Dict[int, Any], keep: Sequence[int]) -> Any:
     """Run layers ``start..stop-1``; ``outputs`` holds every output a later layer reads. Returns the last one."""
-    last_reader = _last_readers(layers, start, stop)
+    last_reader = model.graph.keep_after(start, stop)
     keep_set = set(keep)
+    layers = model.layers
     for i in range(start, stop):
         layer = layers[i]
         x = layer(_gather(layer, i, x, outputs))
@@ -40,16 +41,6 @@ def _run(layers: Any, start: int, stop: int, x: Any, outputs: Dict[int, Any], ke
         for j in [j for j, last in last_reader.items() if last == i and j not in keep_set]:
             outputs.pop(j, None)  # no later layer in range needs it, and it does not cross the cut
     return x
-
-
-def _last_readers(layers: Any, start: int, stop: int) -> Dict[int, int]:
-    last: Dict[int, int] = {}
-    for i in range(start, stop):
-        f = layers[i].f
-        for j in [f] if isinstance(f, int) else f:
-            src = i + j if j < 0 else j
-            last[src] = i
-    return last
 
 
 class Head:
@@ -68,7 +59,7 @@ class Head:
         x = x.to(device=self.model.device, dtype=self.model.dtype)
         outputs: Dict[int, Any] = {}
         with torch.no_grad():
-            _run(self.model.layers, 0, self.cut, x, outputs, keep=self.live)
+            _run(self.model, 0, self.cut, x, outputs, keep=self.live)
         tensors = tuple(outputs[i] for i in self.live)
         for i, t in zip(self.live, tensors):
             if not isinstance(t, torch.Tensor):
@@ -103,7 +94,7 @@ class Tail:
         }
         x = outputs.get(self.cut - 1)
         with torch.no_grad():
-            return _run(self.model.layers, self.cut, self.model.graph.num_layers, x, outputs, keep=())
+            return _run(self.model, self.cut, self.model.graph.num_layers, x, outputs, keep=())
 
     def check(self, features: FeatureSet) -> None:
         """Refuse features that this tail cannot finish: another model, another cut, other layers."""
