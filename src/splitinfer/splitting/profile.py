@@ -32,11 +32,14 @@ from .runner import _gather
 __all__ = [
     "PROFILE_VERSION",
     "cache_path",
+    "calibration_images",
     "device_key",
+    "head_profile",
     "measure_cuts",
     "measure_layers",
     "measure_postprocess",
     "measure_preprocess",
+    "tail_profile",
 ]
 
 PROFILE_VERSION = 1
@@ -181,3 +184,84 @@ def measure_cuts(
                     decode(blob)
                     totals[c]["decode_ms"].append((time.perf_counter() - t1) * 1000.0)
     return {str(c): {k: round(sum(v) / len(v), 4) if v else 0.0 for k, v in t.items()} for c, t in totals.items()}
+
+
+def calibration_images(count: int = 3) -> List[Any]:
+    """A few frames of the synthetic source (Ultralytics' bundled images panned across 1280×720)."""
+    from splitinfer.sources import synthetic_frames
+
+    frames = [f.image for f in synthetic_frames(2 * count)]
+    return frames[::2][:count]
+
+
+def _model_facts(model: Model, name: str, imgsz: int, batch: int, device: str) -> Dict[str, Any]:
+    try:
+        presets = model.graph.presets()
+    except Exception:  # a model without the YOLO shape has numeric cuts only
+        presets = {}
+    return {"model": name, "fingerprint": model.fingerprint, "imgsz": imgsz, "batch": batch, "device": device,
+            "num_layers": model.graph.num_layers, "presets": presets}
+
+
+def head_profile(
+    model: Model,
+    *,
+    name: str,
+    imgsz: int,
+    batch: int,
+    codec: Dict[str, Any],
+    make_codec: Callable[[], Any],
+    images: Optional[Sequence[Any]] = None,
+) -> Dict[str, Any]:
+    """What a head reports: its layer times, letterbox time, and per cut the payload bytes and codec times
+    with ``codec`` settings (``make_codec()`` gives a fresh codec object with ``encode``/``decode``).
+    Cached per model fingerprint, ``imgsz``, ``batch``, device and codec settings; ``name`` is the model as the
+    assignment names it."""
+    import hashlib
+
+    device = device_key(str(model.device))
+    digest = hashlib.sha256(json.dumps(codec, sort_keys=True).encode()).hexdigest()[:10]
+    path = cache_path(model.fingerprint, imgsz, batch, device, kind=f"head-{digest}")
+
+    def measure() -> Dict[str, Any]:
+        shots = list(images) if images is not None else calibration_images()
+        encoders: Dict[int, Any] = {}
+        decoders: Dict[int, Any] = {}
+        current = [0]  # the cut just encoded: measure_cuts decodes each blob right after encoding it
+
+        def encode(features: Any) -> bytes:  # one codec per cut: temporal delta state is per stream
+            current[0] = features.cut
+            if features.cut not in encoders:
+                encoders[features.cut] = make_codec()
+            return bytes(encoders[features.cut].encode(features))
+
+        def decode(blob: bytes) -> Any:
+            if current[0] not in decoders:
+                decoders[current[0]] = make_codec()
+            return decoders[current[0]].decode(blob)
+
+        return dict(
+            _model_facts(model, name, imgsz, batch, device),
+            layer_ms=measure_layers(model, imgsz, batch), preprocess_ms=measure_preprocess(shots, imgsz),
+            cuts=measure_cuts(model, shots, imgsz, encode=encode, decode=decode), codec=dict(codec),
+        )
+
+    return dict(cached(path, measure), model=name, codec=dict(codec))
+
+
+def tail_profile(model: Model, *, name: str, imgsz: int, batch: int,
+                 images: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+    """What a tail reports: layer times for one frame, per frame at its ``batch`` (throughput), and NMS time.
+    Cached per model fingerprint, ``imgsz``, ``batch`` and device."""
+    device = device_key(str(model.device))
+    path = cache_path(model.fingerprint, imgsz, batch, device, kind="tail")
+
+    def measure() -> Dict[str, Any]:
+        shots = list(images) if images is not None else calibration_images()
+        data = dict(_model_facts(model, name, imgsz, batch, device), layer_ms=measure_layers(model, imgsz, 1),
+                    postprocess_ms=measure_postprocess(model, shots, imgsz))
+        if batch > 1:
+            data["batch_layer_ms"] = measure_layers(model, imgsz, batch, repeats=2, warmup=1)
+        return data
+
+    return dict(cached(path, measure), model=name)

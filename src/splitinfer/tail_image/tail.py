@@ -39,7 +39,10 @@ class TailNode:
         queue: int = 64,
         conf: float = 0.25,
         iou: float = 0.7,
+        profile: bool = True,
     ) -> None:
+        """``profile``: measure (or load the cached) per-layer profile of each assigned model, at one frame and at
+        the assigned batch, and report it in the retained info (for ``--cut auto``)."""
         self.topics = topics
         self.device_id = device_id
         self.model_dir, self.device, self.half = model_dir, device, half
@@ -50,6 +53,7 @@ class TailNode:
         self.pipeline: Optional[TailPipeline] = None
         self._sub: Any = None
         self._started = time.monotonic()
+        self.profiling = profile
         self.link = NodeLink(config, topics, device_info(device_id, "tail"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
@@ -90,9 +94,31 @@ class TailNode:
             except SplitInferError as exc:
                 log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
                 return
+            if self.profiling:
+                try:
+                    self._measure_profile(new)
+                except Exception:  # the node runs on without a profile; only --cut auto misses it
+                    log.exception("%s: profiling failed", self.device_id)
         self.assignment = new
         log.info("%s: assignment %d: heads %s, batch %d, max wait %.1f ms", self.device_id, new.generation,
                  new.heads, new.batch, new.max_wait_ms)
+
+    def _measure_profile(self, assignment: Assignment) -> None:
+        from splitinfer.splitting.model import default_imgsz
+        from splitinfer.splitting.profile import tail_profile
+
+        assert self.pipeline is not None
+        profile = self.link.info.profile
+        if (profile.get("model"), profile.get("imgsz"), profile.get("batch")) == (
+                assignment.model, assignment.imgsz, assignment.batch):
+            return
+        t = time.perf_counter()
+        measured = tail_profile(self.pipeline.model, name=assignment.model,
+                                imgsz=default_imgsz(self.pipeline.model, assignment.imgsz),
+                                batch=assignment.batch)
+        log.info("%s: profile of %s at %d (batch %d) ready in %.1f s", self.device_id, assignment.model,
+                 assignment.imgsz, assignment.batch, time.perf_counter() - t)
+        self.link.update_profile(dict(measured, imgsz=assignment.imgsz))
 
     def _collect(self) -> List[Message]:
         """The first message within 0.2 s, then more until the batch is full or max_wait_ms has passed."""
