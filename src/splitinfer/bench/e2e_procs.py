@@ -130,7 +130,7 @@ def jpeg_tail(args: argparse.Namespace) -> Dict[str, Any]:
     sub = client.subscribe(args.topic, maxsize=1000, drop="oldest")
     client.connect(timeout=10)
     print(json.dumps({"ready": True}), flush=True)
-    records = []
+    records: List[Dict[str, Any]] = []
     deadline = time.monotonic() + args.timeout
     try:
         while len(records) < args.frames and time.monotonic() < deadline:
@@ -169,7 +169,7 @@ def whole(args: argparse.Namespace) -> Dict[str, Any]:
     model = splitinfer.load_model(args.model)
     with torch.no_grad():
         model(torch.zeros(1, 3, args.imgsz, args.imgsz))
-    records = []
+    records: List[Dict[str, Any]] = []
     for frame, captured in _paced_frames(args.source, args.frames, args.fps):
         x, metas = splitinfer.to_batch([frame.image], args.imgsz, timestamps=[captured])
         t1 = time.perf_counter()

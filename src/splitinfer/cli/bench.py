@@ -179,7 +179,8 @@ def _print_e2e(result: Dict[str, Any]) -> None:
     for s in result["summary"]:
         verdict = "split beats both baselines" if s["split_beats_both"] else "split does not beat the baselines"
         console.print(f"{s['link_mbit']:g} Mbit/s: best {s['best_config']} (cut {s['best_cut']}, "
-                      f"{s['best_p50_ms']} ms); auto cut {s['auto_cut']} {_fmt(s['auto_vs_best_pct'], '+.1f')} % vs best, predicted "
+                      f"{s['best_p50_ms']} ms); auto cut {s['auto_cut']} {_fmt(s['auto_vs_best_pct'], '+.1f')} % "
+                      "vs best, predicted "
                       f"{_fmt(s['auto_predicted_err_pct'], '+.1f')} % vs measured; JPEG {s['jpeg_p50_ms']} ms, whole "
                       f"on head {s['whole_on_head_p50_ms']} ms: {verdict}")
     for note in result["notes"]:
