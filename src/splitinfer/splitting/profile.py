@@ -42,7 +42,7 @@ __all__ = [
     "tail_profile",
 ]
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: four calibration frames (bus and zidane alike)
 
 
 def device_key(device: str) -> str:
@@ -186,7 +186,7 @@ def measure_cuts(
     return {str(c): {k: round(sum(v) / len(v), 4) if v else 0.0 for k, v in t.items()} for c, t in totals.items()}
 
 
-def calibration_images(count: int = 3) -> List[Any]:
+def calibration_images(count: int = 4) -> List[Any]:
     """A few frames of the synthetic source (Ultralytics' bundled images panned across 1280×720)."""
     from splitinfer.sources import synthetic_frames
 
