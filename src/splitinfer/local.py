@@ -104,8 +104,9 @@ def _node_cmd(*args: str) -> List[str]:
 def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path) -> Dict[str, subprocess.Popen]:
     common = ["--broker", url, "--fleet", fleet]
     commands = {
-        "coordinator": _node_cmd("coordinator", *common, "--model", model, "--imgsz", str(run.imgsz), "--cut", run.cut,
-                                 "--bits", str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch)),
+        "coordinator": _node_cmd("coordinator", *common, "--model", model, "--imgsz", str(run.imgsz),
+                                 "--cut", run.cut, "--bits", str(run.bits), "--batch", str(run.batch),
+                                 "--tail-batch", str(run.tail_batch)),
         "tail": _node_cmd("node", "tail", *common, "--id", "tail-1", *run.tail_args),
         "head": _node_cmd("node", "head", *common, "--id", "head-1", "--source", run.source, "--fps", str(run.fps),
                           *(["--frames", str(run.frames)] if run.frames else []), *run.head_args),

@@ -70,7 +70,11 @@ def test_acl_grants_by_role() -> None:
     assert head == [f"topic write {root}/features/+/jetson-01"]
     tail = lines[lines.index("user tail-01") + 1 : lines.index("user tail-02")]
     assert tail == [f"topic read {root}/features/tail-01/+", f"topic write {root}/detections/+"]
-    assert lines[-2:] == [f"topic read {root}/#", f"topic write {root}/devices/+/assign"]
+    assert lines[-3:] == [
+        f"topic read {root}/#",
+        f"topic write {root}/devices/+/assign",
+        f"topic write {root}/coordinator/policy",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def test_run_local_falls_back_to_random_weights_and_writes_everything(tmp_path: 
     assert {"frames", "fps", "e2e_ms_p50", "e2e_ms_p99", "payload_bytes_mean", "dropped"} <= set(summary)
     assert summary["frames"] + summary["dropped"] == 4
     assert summary["model"] == "yolo11n.yaml" and "random weights" in result.stderr
-    rows = list(csv.DictReader(open(out / "output.csv")))
+    rows = list(csv.DictReader((out / "output.csv").read_text().splitlines()))
     assert len(rows) == summary["frames"] and tuple(rows[0]) == CSV_COLUMNS
     assert all(float(r["e2e_ms"]) > 0 for r in rows)
     assert len((out / "detections.jsonl").read_text().splitlines()) == summary["frames"]

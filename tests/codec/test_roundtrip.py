@@ -161,3 +161,11 @@ def test_roundtrip_property(
         span = float(x.max().clamp(min=0) - x.min().clamp(max=0))
         tol = span / 3 if bits <= 8 else (span * 1e-3 if bits == 16 else 0.0)
         assert float((x - y).abs().max()) <= tol + 1e-6
+
+
+def test_any_bytes_like_blob_decodes(features: FeatureSet) -> None:
+    blob = Codec(bits=3).encode(features)
+    ref = Codec().decode(blob)
+    for view in (bytearray(blob), memoryview(blob)):
+        out = Codec().decode(view)
+        assert all(torch.equal(a, b) for a, b in zip(out.tensors, ref.tensors))

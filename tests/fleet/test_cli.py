@@ -176,3 +176,26 @@ def test_options_survive_python38_typer() -> None:
     for command in commands:
         for name, param in inspect.signature(command).parameters.items():
             assert not isinstance(param.annotation, str), f"{command.__name__}({name}): postponed annotation"
+
+
+def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(
+        "fleet: w\nbroker: {url: 'mqtt://127.0.0.1:1'}\n"
+        "devices:\n  - {id: cam-1, role: head, docker: 'unix:///nowhere.sock', source: '0'}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "splitinfer", "status", "--watch", "--interval", "0.5", "-f", str(fleet)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().count("unreachable") >= 2  # drawn more than once
+    assert b"broker mqtt://127.0.0.1:1 unreachable" in err

@@ -137,7 +137,7 @@ def test_first_deploy_creates_tails_first_then_second_keeps_everything() -> None
     assert [r.status for r in again] == ["kept", "kept"]
     assert {d: e.container(f"splitinfer-{d}").id for d, e in side.engines.items()} == ids  # type: ignore[union-attr]
     assert [a.device_id for a in sink.applied] == ["gpu-1", "cam-1"]
-    assert again[1].assignment_status == "pending (no coordinator yet)"
+    assert again[1].assignment_status == "pending (no broker)"
 
 
 def test_config_change_replaces_and_removes_previous() -> None:

@@ -107,7 +107,8 @@ def test_first_deploy_creates_containers_tails_first(fleet_file: Path, dockerd: 
         ("head-1", "created"),
         ("head-2", "created"),
     ]
-    assert {d["device"]: d["assignment_status"] for d in data["devices"]}["head-1"] == "pending (no coordinator yet)"
+    statuses = {d["device"]: d["assignment_status"] for d in data["devices"]}
+    assert statuses["head-1"] == "pending (broker mqtt://127.0.0.1:1883 unreachable)"
 
     import docker
 
@@ -118,8 +119,8 @@ def test_first_deploy_creates_containers_tails_first(fleet_file: Path, dockerd: 
     assert labels["splitinfer.fleet"] == "itest" and labels["splitinfer.role"] == "head"
     assert labels["splitinfer.device"] == "head-1" and len(labels["splitinfer.config-hash"]) == 16
     env = dict(item.split("=", 1) for item in attrs["Config"]["Env"])
-    assert env["SPLITINFER_BROKER"] == "mqtt://127.0.0.1:1883" and env["SPLITINFER_DEVICE_ID"] == "head-1"
-    assert env["SPLITINFER_FLEET"] == "itest" and env["SPLITINFER_ROLE"] == "head"
+    assert env["SPLITINFER_BROKER_URL"] == "mqtt://127.0.0.1:1883" and env["SPLITINFER_DEVICE_ID"] == "head-1"
+    assert env["SPLITINFER_FLEET_NAME"] == "itest" and env["SPLITINFER_ROLE"] == "head"
     assert env["SPLITINFER_SOURCE"] == "/videos/head-1.mp4"
     host = attrs["HostConfig"]
     assert host["NetworkMode"] == "host" and host["RestartPolicy"]["Name"] == "unless-stopped" and host["Init"]
@@ -138,7 +139,7 @@ def test_status_lists_running_containers(fleet_file: Path) -> None:
     assert rows["head-1"]["desired_cut"] == "b" and rows["tail-1"]["desired_cut"] is None
     table = runner.invoke(app, ["status", "-f", str(fleet_file)])
     assert table.exit_code == 0 and "head-1" in table.stdout and "running" in table.stdout
-    assert "filled by the node runtime" in _flat(table.stdout)
+    assert "mqtt columns: the nodes" in _flat(table.stdout)
 
 
 def test_logs_returns_container_output(fleet_file: Path) -> None:

@@ -60,9 +60,13 @@ def test_spec_for_jetson_head_and_gpu_tail() -> None:
     assert head.runtime == "nvidia" and head.gpus is None
     assert head.devices == ("/dev/video0",)
     assert head.network_mode == "host" and head.restart_policy == "unless-stopped"
-    assert head.env["SPLITINFER_SOURCE"] == "0" and head.env["MQTT_PW"] == "s3cret"
-    assert head.env["SPLITINFER_BROKER_PASSWORD_ENV"] == "MQTT_PW"
-    assert head.public_env()["MQTT_PW"] == "***"
+    from splitinfer.fleet.credentials import derive_password
+
+    assert head.env["SPLITINFER_SOURCE"] == "0"
+    assert head.env["SPLITINFER_MQTT_USERNAME"] == "cam-1"  # one MQTT user per device, for the broker's ACL
+    assert head.env["SPLITINFER_MQTT_PASSWORD"] == derive_password("s3cret", "traffic-a", "cam-1") != "s3cret"
+    assert "MQTT_PW" not in head.env
+    assert head.public_env()["SPLITINFER_MQTT_PASSWORD"] == "***"
     assert head.labels == {
         "splitinfer.fleet": "traffic-a",
         "splitinfer.role": "head",

@@ -122,3 +122,15 @@ def test_checkpoint_round_trip_keeps_weights(tmp_path: Any) -> None:
     x = torch.rand(1, 3, 64, 64)
     head, tail = splitinfer.split(loaded, "b")
     assert identical(tail(head(x)), loaded(x))
+
+
+def test_half_precision_splits_exactly_and_keeps_fp16_on_the_wire() -> None:
+    model = splitinfer.load_model("yolov8n.yaml", half=True)
+    x = torch.rand(1, 3, 64, 64)
+    expected = model(x.half())
+    head, tail = splitinfer.split(model, "b")
+    features = head(x)
+    assert all(t.dtype == torch.float16 for t in features.tensors)
+    assert identical(tail(features), expected)
+    blob = splitinfer.Codec(bits=16).encode(features)
+    assert identical(tail(splitinfer.Codec().decode(blob)), expected)

@@ -208,9 +208,10 @@ def render_acl(topics: Topics, devices: Sequence[Tuple[str, str]], operators: Se
         out += [
             "",
             f"user {operator}",
-            "# operator: sees the whole fleet, assigns cuts and routes",
+            "# operator: sees the whole fleet, assigns cuts and routes, sets the fleet policy",
             f"topic read {root}/#",
             f"topic write {root}/devices/+/assign",
+            f"topic write {root}/coordinator/policy",
         ]
     return "\n".join(out) + "\n"
 
@@ -225,7 +226,7 @@ def hash_password(password: str, *, salt: Optional[bytes] = None, iterations: in
     return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def render_passwd(passwords: Mapping[str, str], *, hasher: str = "auto") -> str:
+def render_passwd(passwords: Mapping[str, str], *, hasher: str = "python") -> str:
     """The password file. ``hasher``: ``"mosquitto_passwd"`` (the tool), ``"python"`` (same format, computed
     here), or ``"auto"``: the tool if installed, else Python."""
     if hasher not in ("auto", "mosquitto_passwd", "python"):

@@ -1,6 +1,7 @@
 """``splitctl coordinator``: registry, cut and route assignment, failover."""
 
 
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -37,6 +38,9 @@ def coordinator(
     broker: BrokerOpt = None,
     fleet: FleetOpt = "default",
     prefix: PrefixOpt = "splitinfer",
+    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Take fleet name, broker, model, defaults and "
+                                                 "per-device cuts from this fleet.yaml (flags are then ignored).")
+                    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Register devices, assign each head a cut and a tail, and re-route heads when a tail goes offline."""
@@ -46,6 +50,15 @@ def coordinator(
     from splitinfer.runtime import setup_logging
 
     setup_logging(verbose)
-    policy = Policy(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits}, batch=batch,
-                    tail_batch=tail_batch, max_wait_ms=max_wait_ms, overrides=parse_overrides(override or []))
-    Coordinator(broker_config(broker), Topics(fleet, prefix), policy).run(stop_on_signals())
+    if file is not None:
+        from splitinfer.deploy.live import broker_config as fleet_broker_config
+        from splitinfer.deploy.live import policy_from_fleet
+        from splitinfer.fleet import FleetStore
+
+        spec = FleetStore.open(file).fleet
+        config, topics, policy = fleet_broker_config(spec, ""), Topics(spec.fleet), policy_from_fleet(spec)
+    else:
+        policy = Policy(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits}, batch=batch,
+                        tail_batch=tail_batch, max_wait_ms=max_wait_ms, overrides=parse_overrides(override or []))
+        config, topics = broker_config(broker), Topics(fleet, prefix)
+    Coordinator(config, topics, policy).run(stop_on_signals())

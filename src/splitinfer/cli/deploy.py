@@ -48,6 +48,7 @@ def deploy(
     (until it exists they are recorded in fleet.state.json, next to fleet.yaml).
     """
     from splitinfer.deploy import Deployer, DeployState, connect_device, plan_targets, runtime_hooks, state_path
+    from splitinfer.deploy.hooks import RuntimeHooks as runtime_hooks_offline
     from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
@@ -56,7 +57,9 @@ def deploy(
     if not targets:
         err_console.print("no devices in the fleet: add some with `splitctl fleet add`")
         raise typer.Exit(1 if not dry_run else 0)
-    hooks = runtime_hooks(fleet.broker.url, fleet.fleet)
+    hooks = runtime_hooks(fleet) if not dry_run else runtime_hooks_offline()
+    if hooks.note:
+        err_console.print(f"[yellow]note:[/] {escape(hooks.note)}")
     with _progress([t.device.id for t in targets], quiet=as_json) as on_event:
         deployer = Deployer(
             connect=lambda target: connect_device(target, timeout=timeout),
@@ -71,7 +74,10 @@ def deploy(
         if dry_run:
             deployer.close(steps)
         else:
-            results = deployer.apply(steps)
+            try:
+                results = deployer.apply(steps)
+            finally:
+                hooks.close()
     if dry_run:
         _show_plan(steps, as_json)
         if any(s.action is None for s in steps):

@@ -1,10 +1,9 @@
 """``splitctl inspect MODEL``: the layers, and what crosses every cut."""
 
 
-from typing_extensions import Annotated
-
 import typer
 from rich.table import Table
+from typing_extensions import Annotated
 
 from ._console import console, err_console, print_json
 

@@ -37,7 +37,8 @@ def head(
     broker: BrokerOpt = None,
     fleet: FleetOpt = "default",
     prefix: PrefixOpt = "splitinfer",
-    fps: Annotated[float, typer.Option(help="Pace file sources at this rate, dropping stale frames; 0 reads as "
+    fps: Annotated[float, typer.Option(envvar="SPLITINFER_FPS",
+                                       help="Pace file sources at this rate, dropping stale frames; 0 reads as "
                                             "fast as the head takes frames.")] = 0.0,
     frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
     loop: Annotated[bool, typer.Option(help="Restart file sources at their end.")] = False,

@@ -4,41 +4,82 @@
 # parameter annotations without evaluating strings, so postponed ``Annotated[...]`` options would silently
 # turn into positional arguments. Annotations below must therefore be valid Python 3.8 expressions.
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+import typer
 from rich.markup import escape
 from rich.table import Table
+from typing_extensions import Annotated
 
 from splitinfer.errors import DeployError, FleetConfigError
 
-from ._console import console, print_json
+from ._console import console, err_console, print_json
 from ._options import FleetFile, Json, Timeout
 
 if TYPE_CHECKING:
     from splitinfer.fleet import Device, FleetStore
 
-_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "latency ms")
+_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "p50 ms", "bytes/frame", "drops", "last seen")
 
 
-def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout: Timeout = 5.0) -> None:
+def status(
+    file: FleetFile = Path("fleet.yaml"),
+    as_json: Json = False,
+    timeout: Timeout = 5.0,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every --interval seconds until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.5, help="Seconds between redraws with --watch.")] = 2.0,
+) -> None:
     """Show each device: role, container state, image, whether its config hash matches fleet.yaml, start time,
-    and the cut the last deploy asked for.
+    the cut the last deploy asked for, and the live view from MQTT: state, cut in use, route, fps, p50 latency,
+    bytes per frame, drops, last seen.
 
-    The columns mqtt, live cut, route, fps and latency ms come from the devices' MQTT topics; they show "—"
-    until the node runtime and coordinator publish them. Exit status 0 even when an engine is unreachable
-    (its row says so); use `splitctl fleet check` in scripts.
+    The MQTT columns show "—" when the fleet's broker cannot be reached or a device never reported. Exit
+    status 0 even when an engine is unreachable (its row says so); use `splitctl fleet check` in scripts.
     """
     from splitinfer.deploy import DeployState, runtime_hooks, state_path
     from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
     fleet = store.fleet
-    state = DeployState.load(state_path(store.path))
-    source = runtime_hooks(fleet.broker.url, fleet.fleet).status
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(fleet.devices)))) as pool:
-        rows = list(pool.map(lambda d: _row(store, d, timeout), fleet.devices))
+    hooks = runtime_hooks(fleet, timeout=min(timeout, 3.0))
+    if hooks.note and not as_json:
+        err_console.print(f"[yellow]note:[/] {hooks.note}")
+    try:
+        if not watch:
+            rows = _rows(store, DeployState.load(state_path(store.path)), hooks.status, timeout)
+            if as_json:
+                print_json({"fleet": fleet.fleet, "devices": rows})
+            else:
+                console.print(_table(fleet.fleet, rows))
+            return
+        from contextlib import nullcontext
+
+        from rich.live import Live
+
+        # on a terminal the table redraws in place; piped, each round is printed after the last
+        with Live(console=console, auto_refresh=False) if console.is_terminal else nullcontext() as live:
+            while True:
+                if hooks.status is not None:
+                    hooks.status.refresh()  # type: ignore[attr-defined]
+                table = _table(fleet.fleet, _rows(store, DeployState.load(state_path(store.path)), hooks.status,
+                                                  timeout))
+                if live is not None:
+                    live.update(table, refresh=True)
+                else:
+                    console.print(table)
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hooks.close()
+
+
+def _rows(store: "FleetStore", state: Any, source: Any, timeout: float) -> List[Dict[str, Any]]:
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(store.fleet.devices)))) as pool:
+        rows = list(pool.map(lambda d: _row(store, d, timeout), store.fleet.devices))
     for row in rows:
         row["desired_cut"] = state.device(row["id"]).get("assignment", {}).get("cut")
         live = source.device_status(row["id"]) if source else None
@@ -51,12 +92,12 @@ def status(file: FleetFile = Path("fleet.yaml"), as_json: Json = False, timeout:
                 "route": live.route,
                 "fps": live.fps,
                 "latency_ms": live.latency_ms,
+                "bytes_per_frame": live.bytes_per_frame,
+                "dropped": live.dropped,
+                "last_seen": live.last_seen,
             }
         )
-    if as_json:
-        print_json({"fleet": fleet.fleet, "devices": rows})
-        return
-    console.print(_table(fleet.fleet, rows))
+    return rows
 
 
 def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any]:
@@ -104,7 +145,8 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
     table = Table(
         title=f"fleet {fleet}",
         title_justify="left",
-        caption="mqtt columns: filled by the node runtime (not yet available)",
+        caption="mqtt columns: the nodes' state, assignment and metrics topics (p50: head compute on heads, "
+        "end to end on tails)",
         caption_justify="left",
     )
     table.add_column("device", no_wrap=True, min_width=8)
@@ -130,6 +172,9 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
                 str(mqtt["route"]),
                 "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
                 "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
+                "—" if mqtt["bytes_per_frame"] is None else f"{mqtt['bytes_per_frame']:,}",
+                "—" if mqtt["dropped"] is None else str(mqtt["dropped"]),
+                "—" if mqtt["last_seen"] is None else f"{max(0.0, time.time() - mqtt['last_seen']):.0f} s ago",
             ]
         )
         table.add_row(

@@ -211,7 +211,7 @@ class Codec:
         payload = r.take(size, "payload")
         if r.pos != len(body):
             raise CodecError(f"codec: {len(body) - r.pos} stray bytes after the payload")
-        raw = self._decompress(bytes(payload), headers, flags)
+        raw = self._decompress(payload, headers, flags)
 
         signature = _signature(model, cut, tuple(h.layer for h in headers), headers)
         keys = self._keys_for(frames, signature)
@@ -273,14 +273,14 @@ class Codec:
             headers.append(replace(head, step=step, zp=zp))
         return headers
 
-    def _decompress(self, payload: bytes, headers: List[wire.TensorHeader], flags: int) -> bytes:
+    def _decompress(self, payload: memoryview, headers: List[wire.TensorHeader], flags: int) -> bytes:
         expected = sum(_payload_size(h) for h in headers)
         if expected > self.settings.max_bytes:
             raise CodecError(
                 f"codec: payload would decompress to {expected} bytes (max_bytes {self.settings.max_bytes})"
             )
         if not flags & wire.FLAG_ZSTD:
-            raw = payload
+            raw = bytes(payload)
         elif expected == 0 and not payload:
             raw = b""
         else:
@@ -289,7 +289,7 @@ class Codec:
             raise CodecError(f"codec: payload holds {len(raw)} bytes, its tensors need {expected}")
         return raw
 
-    def _bounded_decompress(self, payload: bytes, expected: int) -> bytes:
+    def _bounded_decompress(self, payload: memoryview, expected: int) -> bytes:
         """Decompress at most ``expected + 1`` bytes, whatever the frame claims.
 
         (``ZstdDecompressor.decompress`` trusts a content size written in the frame header over

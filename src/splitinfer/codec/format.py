@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Tuple, Union
 
 import numpy as np
 
@@ -118,14 +118,16 @@ def write_str(out: List[bytes], text: str, what: str) -> None:
 
 def seal(parts: List[bytes]) -> bytes:
     """Join the parts and append the CRC-32 of everything before it."""
-    body = b"".join(parts)
-    return body + CHECKSUM.pack(zlib.crc32(body) & 0xFFFFFFFF)
+    crc = 0
+    for part in parts:  # one pass and one join: no copy of the body just to append the checksum
+        crc = zlib.crc32(part, crc)
+    return b"".join([*parts, CHECKSUM.pack(crc & 0xFFFFFFFF)])
 
 
 class Reader:
     """Reads fields off a blob, raising CodecError (never IndexError/struct.error) when it runs short."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: Union[bytes, memoryview]) -> None:
         self.data = memoryview(data)
         self.pos = 0
 
@@ -154,11 +156,11 @@ class Reader:
         return np.frombuffer(self.take(count * itemsize, what), dtype=np.dtype(dtype).newbyteorder("<")).copy()
 
 
-def open_envelope(data: bytes) -> Tuple[int, bytes]:
-    """Check type, magic, version and checksum; return (flags, body without the checksum)."""
+def open_envelope(data: bytes) -> Tuple[int, memoryview]:
+    """Check type, magic, version and checksum; return (flags, body without the checksum, not copied)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"codec: expected bytes, got {type(data).__name__}")
-    data = bytes(data)
+    data = bytes(data)  # no copy for bytes; a private copy of a bytearray the caller might change
     if len(data) < PREAMBLE.size + CHECKSUM.size:
         raise CodecError(f"codec: blob of {len(data)} bytes is too short to be a feature frame")
     magic, version, flags = struct.unpack_from("<4sBB", data)
@@ -166,7 +168,7 @@ def open_envelope(data: bytes) -> Tuple[int, bytes]:
         raise CodecError(f"codec: not a splitinfer feature frame (magic {magic!r}, expected {MAGIC!r})")
     if version != VERSION:
         raise CodecError(f"codec: wire format version {version} is not supported (this build reads {VERSION})")
-    body, (crc,) = data[: -CHECKSUM.size], CHECKSUM.unpack(data[-CHECKSUM.size :])
+    body, (crc,) = memoryview(data)[: -CHECKSUM.size], CHECKSUM.unpack(data[-CHECKSUM.size :])
     if zlib.crc32(body) & 0xFFFFFFFF != crc:
         raise CodecError("codec: checksum mismatch: the blob was corrupted or truncated in transit")
     if flags & ~KNOWN_FLAGS:

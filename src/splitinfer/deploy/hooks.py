@@ -1,17 +1,16 @@
-"""Where the node runtime plugs into deploy and status. Nothing here talks MQTT yet.
+"""Where the node runtime plugs into deploy and status.
 
-The runtime issue (coordinator + ``splitctl node``) fills these in; until then deploy and status work on the
-Docker side alone and say so:
-
-- :class:`ReadinessProbe` — ``probe(device_id) -> bool``: has the node published ``devices/<id>/state = online``?
-  Deploy waits for it after the start grace period when one is given. Default: none (running = healthy).
-- :class:`AssignmentSink` — ``apply_assignment(Assignment) -> str``: publish the retained
-  ``devices/<id>/assign`` (cut, bits, batch, model). Cut/bits/batch never recreate a container: they travel
-  here. Default: :class:`PendingAssignments`, which only records them (deploy also writes them to the state file).
+- :class:`ReadinessProbe` — ``probe(device_id) -> bool``: has the node published ``devices/<id>/state = online``
+  since deploy connected? Deploy waits for it after the start grace period.
+- :class:`AssignmentSink` — ``apply_assignment(Assignment) -> str``: cut, bits and batch never recreate a
+  container; they travel as the retained ``coordinator/policy``, which the coordinator turns into each device's
+  retained ``devices/<id>/assign``. Deploy also writes them to the state file.
 - :class:`RuntimeStatusSource` — ``device_status(device_id) -> RuntimeStatus | None``: the live MQTT view
-  (state, cut in use, route, fps, latency) for ``splitctl status``. Default: none (columns show "—").
+  (state, cut in use, route, fps, latency, bytes per frame, drops, last seen) for ``splitctl status``.
 
-:func:`runtime_hooks` is the one place the CLI asks for them.
+:func:`runtime_hooks` is the one place the CLI asks for them: MQTT-backed (:mod:`.live`) when the fleet's
+broker answers; otherwise no readiness probe (a running container counts as healthy), assignments recorded as
+pending (:class:`PendingAssignments`) and no MQTT columns, with ``note`` saying why.
 """
 
 from __future__ import annotations
@@ -61,10 +60,11 @@ class PendingAssignments:
     """The stand-in sink: records assignments; nothing reaches the devices until the coordinator exists."""
 
     applied: List[Assignment] = field(default_factory=list)
+    reason: str = "no broker"
 
     def apply_assignment(self, assignment: Assignment) -> str:
         self.applied.append(assignment)
-        return "pending (no coordinator yet)"
+        return f"pending ({self.reason})"
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,9 @@ class RuntimeStatus:
     route: str = "—"
     fps: Optional[float] = None
     latency_ms: Optional[float] = None
+    bytes_per_frame: Optional[int] = None
+    dropped: Optional[int] = None
+    last_seen: Optional[float] = None
 
 
 class RuntimeStatusSource(Protocol):
@@ -86,9 +89,24 @@ class RuntimeHooks:
     readiness: Optional[ReadinessProbe] = None
     assignments: AssignmentSink = field(default_factory=PendingAssignments)
     status: Optional[RuntimeStatusSource] = None
+    note: str = ""  # why the MQTT side is missing, when it is
+    close: Callable[[], None] = lambda: None
 
 
-def runtime_hooks(broker_url: str, fleet: str) -> RuntimeHooks:
-    """The hooks the CLI uses for ``fleet`` on ``broker_url``. TODO(runtime): return MQTT-backed hooks here."""
-    del broker_url, fleet
-    return RuntimeHooks()
+def runtime_hooks(fleet: Any, *, timeout: float = 3.0) -> RuntimeHooks:
+    """The hooks the CLI uses for ``fleet`` (a :class:`~splitinfer.fleet.schema.Fleet`): MQTT-backed when the
+    fleet's broker answers, the Docker side alone (with ``note`` saying why) when it does not."""
+    from .live import connect_live
+
+    live = connect_live(fleet, timeout=timeout)
+    if live is None:
+        return RuntimeHooks(
+            assignments=PendingAssignments(reason=f"broker {fleet.broker.url} unreachable"),
+            note=f"broker {fleet.broker.url} unreachable: MQTT columns empty, assignments not published",
+        )
+    custom = {d.id for d in fleet.devices if d.command is not None}  # not a splitinfer node: nothing reports
+
+    def ready(device_id: str) -> bool:
+        return device_id in custom or live.ready(device_id)
+
+    return RuntimeHooks(readiness=ready, assignments=live, status=live, close=live.close)

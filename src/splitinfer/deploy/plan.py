@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from splitinfer.errors import FleetConfigError
+from splitinfer.fleet.credentials import derive_password, fleet_secret
 from splitinfer.fleet.schema import Cut, Device, Fleet, parse_cut, validate_bits
 
 from .engine import ContainerState
@@ -98,31 +99,25 @@ def container_spec(fleet: Fleet, device: Device, *, environ: Mapping[str, str] =
 
 def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple[Dict[str, str], Tuple[str, ...]]:
     broker = fleet.broker
+    # the names splitinfer.broker.BrokerConfig.from_env and `splitctl node` read
     env = {
-        "SPLITINFER_BROKER": broker.url,
-        "SPLITINFER_FLEET": fleet.fleet,
+        "SPLITINFER_BROKER_URL": broker.url,
+        "SPLITINFER_FLEET_NAME": fleet.fleet,
         "SPLITINFER_DEVICE_ID": device.id,
         "SPLITINFER_ROLE": device.role,
     }
     if device.source:
         env["SPLITINFER_SOURCE"] = device.source
-    if broker.username:
-        env["SPLITINFER_BROKER_USERNAME"] = broker.username
     if broker.tls:
         for key, value in (("CA", broker.tls.ca), ("CERT", broker.tls.cert), ("KEY", broker.tls.key)):
             if value:
-                env[f"SPLITINFER_BROKER_{key}"] = value
+                env[f"SPLITINFER_MQTT_{key}_FILE"] = value
     secret: Tuple[str, ...] = ()
-    if broker.password_env:
-        value = environ.get(broker.password_env)
-        if value is None:
-            raise FleetConfigError(
-                f"environment variable {broker.password_env} is not set; export it before deploying",
-                field="broker.password_env",
-            )
-        env["SPLITINFER_BROKER_PASSWORD_ENV"] = broker.password_env
-        env[broker.password_env] = value
-        secret = (broker.password_env,)
+    fleet_key = fleet_secret(fleet, environ)
+    if fleet_key is not None:  # one MQTT user per device, so the broker's ACL can hold it to its own topics
+        env["SPLITINFER_MQTT_USERNAME"] = device.id
+        env["SPLITINFER_MQTT_PASSWORD"] = derive_password(fleet_key, fleet.fleet, device.id)
+        secret = ("SPLITINFER_MQTT_PASSWORD",)
     env.update(device.env)  # the user's env wins: it is the documented escape hatch
     return env, secret
 

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from typing import Tuple
+
+import pytest
+import torch
+
+from splitinfer.codec.quantize import FP16_MAX, FP16_TINY, fit, groups, quantize
+
+
+def reference_symbols(g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int) -> torch.Tensor:
+    """The quantizer by its definition: clamp(floor(x / step + zp + 0.5), 0, L - 1), with torch's own cast."""
+    q = torch.mul(g.float(), (1.0 / step)[..., None]).add_((zp + 0.5)[..., None])
+    return q.clamp_(0, (1 << bits) - 0.5).to(torch.uint8)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("clip", [1.0, 0.9])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_fast_cpu_cast_matches_the_definition(bits: int, clip: float, dtype: torch.dtype) -> None:
+    x = torch.nn.functional.silu(torch.randn(2, 5, 333, generator=torch.Generator().manual_seed(bits)) * 3)
+    g = groups(x.to(dtype), per_channel=True)
+    step, zp = fit(g, bits, clip)  # clip < 1 saturates the tails on both sides
+    q = quantize(g, step, zp, bits)
+    assert q.dtype == torch.uint8 and q.shape == g.shape
+    assert torch.equal(q, reference_symbols(g, step, zp, bits))
+    assert int(q.max()) <= (1 << bits) - 1
+
+
+def reference_fit(g: torch.Tensor, bits: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The min/max fit by its definition, in torch ops (docs/wire-format.md)."""
+    lo = g.amin(dim=-1).float().clamp(max=0.0)
+    hi = g.amax(dim=-1).float().clamp(min=0.0)
+    levels = (1 << bits) - 1
+    exact = ((hi - lo) / levels).clamp(min=FP16_TINY, max=FP16_MAX)
+    step = exact.half().float()
+    up = (exact * (1 + 2.0**-10)).clamp(max=FP16_MAX).half().float()
+    step = torch.where(step < exact, up, step)
+    return step, torch.round(-lo / step).clamp(0, levels)
+
+
+@pytest.mark.parametrize("scale", [1e-7, 1e-3, 1.0, 37.0, 1e4])
+def test_fit_matches_the_torch_definition(scale: float) -> None:
+    gen = torch.Generator().manual_seed(int(scale * 1e7) % 1000)
+    g = torch.randn(3, 64, 9, generator=gen) * scale + torch.randn(3, 64, 1, generator=gen) * scale
+    g[0] = g[0].clamp(min=0)  # groups without negatives, and one group all zero
+    g[1, 0] = 0
+    for bits in range(1, 9):
+        step, zp = fit(g, bits)
+        ref_step, ref_zp = reference_fit(g, bits)
+        assert step.dtype == zp.dtype == torch.float32
+        assert torch.equal(step, ref_step) and torch.equal(zp, ref_zp)
