@@ -22,7 +22,7 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.protocol import Assignment, DeviceInfo, ProtocolError
 
-__all__ = ["LatencyStats", "NodeLink", "device_info", "link_changed", "measure_link"]
+__all__ = ["Calibration", "LatencyStats", "NodeLink", "device_info", "link_changed", "measure_link"]
 
 log = logging.getLogger("splitinfer.node")
 
@@ -204,6 +204,38 @@ def link_changed(before: Optional[Dict[str, Any]], after: Dict[str, Any], fracti
         return True
     old, new = float(before["bandwidth_bps"]), float(after["bandwidth_bps"])
     return abs(new - old) > fraction * old
+
+
+class Calibration:
+    """How much slower (or faster) the layers run in service than in the profile: the median of observed /
+    profiled times over the last ``window`` frames. The node reports it (``head_scale``/``tail_scale`` in its
+    profile) when it moves by more than ``fraction``; the cost model multiplies the profile's layer times by it.
+    Contention (a capture thread, other processes), thermal throttling or clocks are what it catches."""
+
+    def __init__(self, *, window: int = 32, every: int = 8, fraction: float = 0.1) -> None:
+        self.window, self.every, self.fraction = window, every, fraction
+        self._ratios: Deque[float] = deque(maxlen=window)
+        self._since = 0
+        self.reported = 1.0
+
+    def reset(self) -> None:
+        self._ratios.clear()
+        self._since = 0
+
+    def add(self, observed_ms: float, profiled_ms: float) -> Optional[float]:
+        """Add one frame; the new scale when it should be reported, else None."""
+        if profiled_ms <= 0.05 or observed_ms <= 0:
+            return None
+        self._ratios.append(observed_ms / profiled_ms)
+        self._since += 1
+        if self._since < self.every or len(self._ratios) < self.every:
+            return None
+        self._since = 0
+        scale = round(sorted(self._ratios)[len(self._ratios) // 2], 3)
+        if abs(scale - self.reported) <= self.fraction * self.reported:
+            return None
+        self.reported = scale
+        return scale
 
 
 def setup_logging(verbose: bool = False) -> None:

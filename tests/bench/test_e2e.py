@@ -29,12 +29,13 @@ def test_summary_compares_auto_with_the_best_cut_and_the_baselines() -> None:
     assert s["jpeg_p50_ms"] == 80.0 and s["whole_on_head_p50_ms"] == 60.0 and s["split_beats_both"] is False
 
 
-def test_a_short_bench_run_writes_its_results(tmp_path: Path) -> None:
+def test_a_short_bench_run_writes_its_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     reason = netns_unavailable_reason() or (None if find_mosquitto() else "mosquitto is not installed")
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+    monkeypatch.setenv("SPLITINFER_CACHE", str(tmp_path / "cache"))  # profiles measured afresh, by the nodes too
     opts = E2EOptions(model="yolo11n.yaml", imgsz=160, links=[20.0], cuts=["a", "auto"], frames=3, warmup=1,
                       baselines=False, out=tmp_path, timeout=90)
     result = run_e2e(opts)

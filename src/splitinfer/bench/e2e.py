@@ -30,7 +30,8 @@ from .netns import NetnsPair, netem_available
 __all__ = ["E2EOptions", "run_e2e", "summarize"]
 
 CSV_COLUMNS = ("link_mbit", "config", "cut", "frames", "p50_ms", "p99_ms", "predicted_ms", "predicted_err_pct",
-               "bytes_per_frame", "fps", "capacity_fps", "reason")
+               "predicted_profile_ms", "predicted_profile_err_pct", "bytes_per_frame", "fps", "capacity_fps",
+               "reason")
 BROKER_PORT = 1883
 
 
@@ -204,8 +205,13 @@ class _Bench:
         row["predicted_ms"] = assignment.get("predicted_ms")
         row["reason"] = assignment.get("reason", "")
         row["prediction"] = assignment.get("prediction", {})
-        if row["predicted_ms"] and row["p50_ms"]:
-            row["predicted_err_pct"] = round(100.0 * (row["predicted_ms"] - row["p50_ms"]) / row["p50_ms"], 1)
+        # the first prediction for this cut, from the profiles alone (before the nodes reported a calibration)
+        first: Dict[str, Any] = next((a for a in data["assignments"] if a.get("predicted_ms") is not None
+                      and (a.get("prediction") or {}).get("cut") == final), {})
+        row["predicted_profile_ms"] = first.get("predicted_ms")
+        if row["p50_ms"]:
+            row["predicted_err_pct"] = _err(row["predicted_ms"], row["p50_ms"])
+            row["predicted_profile_err_pct"] = _err(row["predicted_profile_ms"], row["p50_ms"])
         return row
 
     def run_jpeg(self, rate: float) -> Dict[str, Any]:
@@ -249,6 +255,10 @@ class _Bench:
         return row
 
 
+def _err(predicted: Optional[float], measured: float) -> Optional[float]:
+    return round(100.0 * (predicted - measured) / measured, 1) if predicted else None
+
+
 def _row(rate: Optional[float], config: str, cut: Optional[int], records: List[Dict[str, Any]], fps: float,
          stages: Callable[[Dict[str, float]], Any]) -> Dict[str, Any]:
     e2e = [r["timings"]["e2e_ms"] for r in records]
@@ -284,6 +294,7 @@ def summarize(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "auto_vs_best_pct": round(100.0 * (auto["p50_ms"] - best["p50_ms"]) / best["p50_ms"], 1) if auto else None,
             "auto_predicted_ms": auto["predicted_ms"] if auto else None,
             "auto_predicted_err_pct": auto["predicted_err_pct"] if auto else None,
+            "auto_predicted_profile_err_pct": auto.get("predicted_profile_err_pct") if auto else None,
             "jpeg_p50_ms": jpeg["p50_ms"] if jpeg else None, "whole_on_head_p50_ms": whole["p50_ms"] if whole else None,
             "split_beats_both": bool(baselines) and best["p50_ms"] < min(baselines),
         })

@@ -169,12 +169,13 @@ def bench_e2e(
 
 def _print_e2e(result: Dict[str, Any]) -> None:
     table = Table(title=f"{Path(result['model']).name} at {result['imgsz']}: end-to-end latency per link")
-    for name in ("link Mbit/s", "config", "cut", "p50 ms", "p99 ms", "predicted ms", "err %", "bytes/frame"):
+    for name in ("Mbit/s", "config", "cut", "p50 ms", "p99 ms", "predicted ms", "err %", "profile-only err %",
+                 "bytes/frame"):
         table.add_column(name, justify="left" if name == "config" else "right")
     for r in result["rows"]:
         table.add_row(_fmt(r["link_mbit"], "g"), r["config"], _fmt(r["cut"], "d"), _fmt(r["p50_ms"], ".1f"),
                       _fmt(r["p99_ms"], ".1f"), _fmt(r["predicted_ms"], ".1f"), _fmt(r["predicted_err_pct"], "+.1f"),
-                      f"{r['bytes_per_frame']:,}")
+                      _fmt(r.get("predicted_profile_err_pct"), "+.1f"), f"{r['bytes_per_frame']:,}")
     console.print(table)
     for s in result["summary"]:
         verdict = "split beats both baselines" if s["split_beats_both"] else "split does not beat the baselines"

@@ -3,9 +3,12 @@
 Pure logic, no MQTT. Neurosurgeon-style (Kang et al., 2017): for a head, a tail and the link between them, a
 frame cut at layer ``c`` costs
 
-    head_ms(c)     = preprocess + Σ head layer_ms[0:c] + encode_ms(c)
+    head_ms(c)     = preprocess + head_scale × Σ head layer_ms[0:c] + encode_ms(c)
     transfer_ms(c) = (bytes(c) + per-message overhead) × wire overhead × 8 / bandwidth + RTT / 2
-    tail_ms(c)     = decode_ms(c) + Σ tail layer_ms[c:N] + postprocess
+    tail_ms(c)     = decode_ms(c) + tail_scale × Σ tail layer_ms[c:N] + postprocess
+
+``head_scale``/``tail_scale`` (1 until a node reports otherwise) are what the nodes observe in service against
+their profile (contention, throttling); see ``splitinfer.runtime.Calibration``.
 
 and its latency is the sum. Features are published at QoS 0, one way, so half the measured round trip is
 charged. A pipeline of one head and one tail sustains ``1 / max(head, transfer, tail)`` frames per second;
@@ -93,9 +96,10 @@ def resolve_cut(profile: Mapping[str, Any], spec: str) -> Optional[int]:
 def cut_costs(head: Mapping[str, Any], tail: Mapping[str, Any], link: Link,
               cuts: Optional[Sequence[int]] = None) -> List[CutCost]:
     """The predicted cost of every cut (or of ``cuts``) that the head's profile has payload sizes for."""
-    head_layers: List[float] = list(head["layer_ms"])
-    tail_layers: List[float] = list(tail["layer_ms"])
-    batch_layers: List[float] = list(tail.get("batch_layer_ms") or tail_layers)
+    hs, ts = float(head.get("head_scale") or 1.0), float(tail.get("tail_scale") or 1.0)
+    head_layers: List[float] = [hs * v for v in head["layer_ms"]]
+    tail_layers: List[float] = [ts * v for v in tail["layer_ms"]]
+    batch_layers: List[float] = [ts * v for v in (tail.get("batch_layer_ms") or tail["layer_ms"])]
     if not (len(head_layers) == len(tail_layers) == len(batch_layers)):
         raise ValueError(f"profiles disagree on the number of layers: head {len(head_layers)}, "
                          f"tail {len(tail_layers)}")

@@ -161,7 +161,9 @@ def _choose_cuts(
         out[head] = replace(
             a, cut=str(cost.cut) if a.cut == AUTO else a.cut, reason=reason,
             predicted_ms=round(cost.latency_ms, 2), predicted_fps=round(fps[head], 2),
-            prediction=dict(cost.to_dict(), bandwidth_bps=round(link.bandwidth_bps), rtt_ms=round(link.rtt_ms, 3)),
+            prediction=dict(cost.to_dict(), bandwidth_bps=round(link.bandwidth_bps), rtt_ms=round(link.rtt_ms, 3),
+                            head_scale=float(profiles[head].get("head_scale") or 1.0),
+                            tail_scale=float((profiles.get(tail) or {}).get("tail_scale") or 1.0)),
         )
     return out
 

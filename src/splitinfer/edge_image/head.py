@@ -15,7 +15,7 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import SplitInferError, TransportError
 from splitinfer.protocol import Assignment, pack_features
-from splitinfer.runtime import LatencyStats, NodeLink, device_info
+from splitinfer.runtime import Calibration, LatencyStats, NodeLink, device_info
 
 from .capture import Grabber
 from .pipeline import HeadPipeline
@@ -60,6 +60,7 @@ class HeadNode:
         self.profiling, self.probe_every, self.reprobe_fraction = profile, probe_every, reprobe_fraction
         self.profile: Dict[str, Any] = {}
         self._next_probe = 0.0
+        self.calibration = Calibration()
         self.link = NodeLink(config, topics, device_info(device_id, "head"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
@@ -118,6 +119,7 @@ class HeadNode:
         if self.pipeline is None or not new.same_pipeline(self.assignment):
             try:
                 self.pipeline = HeadPipeline.build(new, model_dir=self.model_dir, device=self.device, half=self.half)
+                self.calibration.reset()
             except SplitInferError as exc:
                 log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
                 return
@@ -151,6 +153,18 @@ class HeadNode:
                  time.perf_counter() - t)
         self.link.update_profile(self.profile)
 
+    def _calibrate(self, head_ms: float) -> None:
+        """Report ``head_scale`` (observed / profiled head layers) when it moves: see Calibration."""
+        assert self.pipeline is not None
+        layer_ms = self.profile.get("layer_ms")
+        if not isinstance(layer_ms, list):
+            return
+        scale = self.calibration.add(head_ms, sum(layer_ms[: self.pipeline.head.cut]))
+        if scale is not None:
+            log.info("%s: head layers run at %.2f × their profiled time", self.device_id, scale)
+            self.profile = dict(self.profile, head_scale=scale)
+            self.link.update_profile(self.profile)
+
     def _probe_link(self, force: bool = False) -> None:
         """Time the link to the broker; report it when it is new or moved by more than ``reprobe_fraction``."""
         from splitinfer.runtime import link_changed, measure_link
@@ -180,6 +194,8 @@ class HeadNode:
             log.error("%s: frame failed: %s", self.device_id, exc)
             return True
         self.stats.add_all(timings)
+        if self.profiling:
+            self._calibrate(timings["head_ms"] / len(taken))
         route = self.assignment.route
         if not route:
             self.counts["no_route"] += len(taken)

@@ -17,7 +17,7 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import SplitInferError
 from splitinfer.protocol import Assignment
-from splitinfer.runtime import LatencyStats, NodeLink, device_info
+from splitinfer.runtime import Calibration, LatencyStats, NodeLink, device_info
 
 from .batcher import Decoded, TailPipeline
 
@@ -54,6 +54,7 @@ class TailNode:
         self._sub: Any = None
         self._started = time.monotonic()
         self.profiling = profile
+        self.calibration = Calibration()
         self.link = NodeLink(config, topics, device_info(device_id, "tail"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
@@ -120,6 +121,17 @@ class TailNode:
                  assignment.imgsz, assignment.batch, time.perf_counter() - t)
         self.link.update_profile(dict(measured, imgsz=assignment.imgsz))
 
+    def _calibrate(self, record: Dict[str, Any]) -> None:
+        """Report ``tail_scale`` (observed / profiled tail layers) when it moves: see Calibration."""
+        profile = self.link.info.profile
+        layer_ms = profile.get("layer_ms")
+        if not isinstance(layer_ms, list) or not isinstance(record.get("cut"), int):
+            return
+        scale = self.calibration.add(record["timings"]["tail_ms"], sum(layer_ms[record["cut"]:]))
+        if scale is not None:
+            log.info("%s: tail layers run at %.2f × their profiled time", self.device_id, scale)
+            self.link.update_profile(dict(profile, tail_scale=scale))
+
     def _collect(self) -> List[Message]:
         """The first message within 0.2 s, then more until the batch is full or max_wait_ms has passed."""
         assert self.assignment is not None
@@ -153,6 +165,8 @@ class TailNode:
                 log.warning("%s: rejected features: %s", self.device_id, exc)
                 continue
             self.counts["batches"] += 1
+            if self.profiling and len(results) == 1:  # the profile's layer_ms are for one frame
+                self._calibrate(results[0][1])
             for head, record in results:
                 self.counts["frames"] += 1
                 self.stats.add_all({k: v for k, v in record["timings"].items()})
