@@ -207,7 +207,7 @@ class _Bench:
         row["prediction"] = assignment.get("prediction", {})
         # the first prediction for this cut, from the profiles alone (before the nodes reported a calibration)
         first: Dict[str, Any] = next((a for a in data["assignments"] if a.get("predicted_ms") is not None
-                      and (a.get("prediction") or {}).get("cut") == final), {})
+                                      and (a.get("prediction") or {}).get("cut") == final), {})
         row["predicted_profile_ms"] = first.get("predicted_ms")
         if row["p50_ms"]:
             row["predicted_err_pct"] = _err(row["predicted_ms"], row["p50_ms"])
