@@ -27,6 +27,9 @@ def test_summary_compares_auto_with_the_best_cut_and_the_baselines() -> None:
     [s] = summarize(rows)
     assert (s["best_config"], s["auto_cut"], s["auto_vs_best_pct"]) == ("a", 4, 5.0)
     assert s["jpeg_p50_ms"] == 80.0 and s["whole_on_head_p50_ms"] == 60.0 and s["split_beats_both"] is False
+    assert s["verdict"] == "split does not beat the baselines"
+    rows[0]["p50_ms"], rows[3]["p50_ms"] = 104.0, 95.0  # the better baseline within 10 %: no winner
+    assert "no clear winner" in summarize(rows)[0]["verdict"]
 
 
 def test_a_short_bench_run_writes_its_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,7 @@ CSV_COLUMNS = ("link_mbit", "config", "cut", "frames", "p50_ms", "p99_ms", "pred
                "predicted_profile_ms", "predicted_profile_err_pct", "bytes_per_frame", "fps", "capacity_fps",
                "reason")
 BROKER_PORT = 1883
+NOISE = 0.10  # run-to-run differences on a shared 2-core machine; a "win" must be larger than this
 
 
 @dataclass
@@ -296,9 +297,20 @@ def summarize(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
             "auto_predicted_err_pct": auto["predicted_err_pct"] if auto else None,
             "auto_predicted_profile_err_pct": auto.get("predicted_profile_err_pct") if auto else None,
             "jpeg_p50_ms": jpeg["p50_ms"] if jpeg else None, "whole_on_head_p50_ms": whole["p50_ms"] if whole else None,
-            "split_beats_both": bool(baselines) and best["p50_ms"] < min(baselines),
+            "split_beats_both": bool(baselines) and best["p50_ms"] < (1.0 - NOISE) * min(baselines),
+            "verdict": _verdict(best["p50_ms"], min(baselines) if baselines else None),
         })
     return out
+
+
+def _verdict(split_ms: float, baseline_ms: Optional[float]) -> str:
+    if baseline_ms is None:
+        return "no baseline measured"
+    if split_ms < (1.0 - NOISE) * baseline_ms:
+        return "split beats both baselines"
+    if split_ms <= (1.0 + NOISE) * baseline_ms:
+        return f"split and the better baseline are within {NOISE:.0%} (run-to-run noise here): no clear winner"
+    return "split does not beat the baselines"
 
 
 def _plot(rows: List[Dict[str, Any]], path: Path, title: str) -> None:

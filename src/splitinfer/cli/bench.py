@@ -178,7 +178,7 @@ def _print_e2e(result: Dict[str, Any]) -> None:
                       _fmt(r.get("predicted_profile_err_pct"), "+.1f"), f"{r['bytes_per_frame']:,}")
     console.print(table)
     for s in result["summary"]:
-        verdict = "split beats both baselines" if s["split_beats_both"] else "split does not beat the baselines"
+        verdict = s["verdict"]
         console.print(f"{s['link_mbit']:g} Mbit/s: best {s['best_config']} (cut {s['best_cut']}, "
                       f"{s['best_p50_ms']} ms); auto cut {s['auto_cut']} {_fmt(s['auto_vs_best_pct'], '+.1f')} % "
                       "vs best, predicted "
