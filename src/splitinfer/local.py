@@ -111,10 +111,13 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path
         "head": _node_cmd("node", "head", *common, "--id", "head-1", "--source", run.source, "--fps", str(run.fps),
                           *(["--frames", str(run.frames)] if run.frames else []), *run.head_args),
     }
+    from splitinfer.broker.local import _child_env
+
     procs = {}
     for name, cmd in commands.items():
         with open(logs / f"{name}.log", "wb") as log:  # the child keeps its own handle
-            procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)
+            procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                           env=_child_env())  # this very splitinfer, even from a source checkout
     return procs
 
 

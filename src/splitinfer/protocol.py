@@ -37,6 +37,7 @@ _ENVELOPE = struct.Struct("<4sdB")
 HEAD_STAGES = ("capture_ms", "preprocess_ms", "head_ms", "encode_ms")
 MAX_JSON_BYTES = 256 * 1024
 ROLES = ("head", "tail", "coordinator")
+_EXPLANATION = ("reason", "predicted_ms", "predicted_fps", "prediction")  # why a cut was chosen: not the pipeline
 
 
 class ProtocolError(TransportError):
@@ -132,6 +133,10 @@ class Assignment:
     size, the cut (``a|b|c|d`` or a layer number; the head resolves it on its model), the codec settings, the
     tail to send to (``route``; empty while no tail is live) and the batch size. For a tail: model, imgsz,
     batch and ``max_wait_ms``; ``heads`` lists the heads routed to it.
+
+    Why the cut was chosen (optional, absent from older coordinators): ``reason`` in words, ``predicted_ms``
+    (end-to-end latency the cost model predicts for this cut), ``predicted_fps`` (frames per second the head
+    can sustain) and ``prediction`` (the stages behind it: head, transfer and tail ms, bytes, the link used).
     """
 
     generation: int
@@ -144,6 +149,10 @@ class Assignment:
     batch: int = 1
     max_wait_ms: float = 5.0
     heads: List[str] = field(default_factory=list)
+    reason: str = ""
+    predicted_ms: Optional[float] = None
+    predicted_fps: Optional[float] = None
+    prediction: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.generation < 0 or self.imgsz < 32 or self.batch < 1 or self.max_wait_ms < 0:
@@ -157,7 +166,7 @@ class Assignment:
         if other is None:
             return False
         mine, theirs = asdict(self), asdict(other)
-        for key in ("generation", "route", "heads"):
+        for key in ("generation", "route", "heads", *_EXPLANATION):
             mine.pop(key), theirs.pop(key)
         return bool(mine == theirs)
 
@@ -178,5 +187,8 @@ class Assignment:
             sha256=_get(data, "sha256", str, what, ""), imgsz=_get(data, "imgsz", int, what, 640), cut=cut,
             codec=_get(data, "codec", dict, what, {}), route=_get(data, "route", str, what, ""),
             batch=_get(data, "batch", int, what, 1), max_wait_ms=_get(data, "max_wait_ms", float, what, 5.0),
-            heads=list(heads),
+            heads=list(heads), reason=_get(data, "reason", str, what, ""),
+            predicted_ms=_get(data, "predicted_ms", float, what, None),
+            predicted_fps=_get(data, "predicted_fps", float, what, None),
+            prediction=_get(data, "prediction", dict, what, {}),
         )

@@ -22,7 +22,7 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.protocol import Assignment, DeviceInfo, ProtocolError
 
-__all__ = ["LatencyStats", "NodeLink", "device_info"]
+__all__ = ["Calibration", "LatencyStats", "NodeLink", "device_info", "link_changed", "measure_link"]
 
 log = logging.getLogger("splitinfer.node")
 
@@ -127,6 +127,13 @@ class NodeLink:
         # the client re-publishes the "online" state itself
         self.mqtt.announce(self.topics.info(self.device_id), self.info.to_json())
 
+    def update_profile(self, profile: Dict[str, Any]) -> None:
+        """Publish (retained) new info carrying ``profile``, e.g. after measuring layers or the link."""
+        from dataclasses import replace
+
+        self.info = replace(self.info, profile=dict(profile))
+        self._announce()
+
     def next_assignment(self, timeout: float = 0.0) -> Optional[Assignment]:
         """The newest assignment received since the last call (None if none); bad ones are logged and skipped."""
         newest = None
@@ -165,6 +172,70 @@ class NodeLink:
             except Exception:
                 log.debug("final publish failed", exc_info=True)
         self.mqtt.close()
+
+
+def measure_link(mqtt: MqttClient, topic: str, *, pings: int = 3, first_bytes: int = 16 * 1024,
+                 max_bytes: int = 2 * 1024 * 1024, target_ms: float = 150.0, timeout: float = 30.0) -> Dict[str, float]:
+    """Round-trip time and bandwidth from this client to its broker, timed with QoS 1 publishes to ``topic``
+    (each returns when the broker's PUBACK arrives): the fastest of ``pings`` tiny publishes is the RTT; probes
+    of growing size (×4, up to ``max_bytes``) run until one takes ``target_ms`` beyond the RTT, and its bytes
+    over that extra time is the bandwidth. Costs about ``target_ms`` of link time plus a few round trips."""
+
+    def timed(size: int) -> float:
+        t = time.perf_counter()
+        mqtt.publish(topic, bytes(size), qos=1, timeout=timeout)
+        return (time.perf_counter() - t) * 1000.0
+
+    rtt = min(timed(16) for _ in range(max(1, pings)))
+    size = first_bytes
+    while True:
+        spent = timed(size)
+        if spent - rtt >= target_ms or size >= max_bytes:
+            break
+        size = min(max_bytes, size * 4)
+    transfer = max(spent - rtt, 1e-3)
+    return {"bandwidth_bps": round(size * 8 * 1000.0 / transfer), "rtt_ms": round(rtt, 3), "probe_bytes": size,
+            "at": round(time.time(), 3)}
+
+
+def link_changed(before: Optional[Dict[str, Any]], after: Dict[str, Any], fraction: float) -> bool:
+    """Whether the bandwidth moved by more than ``fraction`` (of the old value) since ``before``."""
+    if not before or not before.get("bandwidth_bps"):
+        return True
+    old, new = float(before["bandwidth_bps"]), float(after["bandwidth_bps"])
+    return abs(new - old) > fraction * old
+
+
+class Calibration:
+    """How much slower (or faster) the layers run in service than in the profile: the median of observed /
+    profiled times over the last ``window`` frames. The node reports it (``head_scale``/``tail_scale`` in its
+    profile) when it moves by more than ``fraction``; the cost model multiplies the profile's layer times by it.
+    Contention (a capture thread, other processes), thermal throttling or clocks are what it catches."""
+
+    def __init__(self, *, window: int = 32, every: int = 8, fraction: float = 0.1) -> None:
+        self.window, self.every, self.fraction = window, every, fraction
+        self._ratios: Deque[float] = deque(maxlen=window)
+        self._since = 0
+        self.reported = 1.0
+
+    def reset(self) -> None:
+        self._ratios.clear()
+        self._since = 0
+
+    def add(self, observed_ms: float, profiled_ms: float) -> Optional[float]:
+        """Add one frame; the new scale when it should be reported, else None."""
+        if profiled_ms <= 0.05 or observed_ms <= 0:
+            return None
+        self._ratios.append(observed_ms / profiled_ms)
+        self._since += 1
+        if self._since < self.every or len(self._ratios) < self.every:
+            return None
+        self._since = 0
+        scale = round(sorted(self._ratios)[len(self._ratios) // 2], 3)
+        if abs(scale - self.reported) <= self.fraction * self.reported:
+            return None
+        self.reported = scale
+        return scale
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.local import _child_env
 from splitinfer.broker.topics import Topics
 
 
@@ -31,7 +32,8 @@ class Cluster:
     def start(self, name: str, *args: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "splitinfer", *args, "--broker", self.url, "--fleet", self.topics.fleet]
         with open(self.logs / f"{name}.log", "wb") as log:
-            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                env=_child_env())  # this checkout's splitinfer, not an installed one
         return self.procs[name]
 
     def coordinator(self, model: str, *args: str) -> subprocess.Popen:

@@ -8,7 +8,7 @@ Security model (see docs/topic-tree.md):
 
 - anonymous access is off; each device logs in with its device id as MQTT username, so the ACL's ``%u``
   is the device id;
-- every device may publish its own ``devices/<id>/{info,state,metrics}`` and read its own ``devices/<id>/assign``;
+- every device may publish its own ``devices/<id>/{info,state,metrics,probe}`` and read its own ``devices/<id>/assign``;
 - a head may publish ``features/+/<id>`` (any tail: routes change without touching the broker);
 - a tail may read ``features/<id>/+`` and publish ``detections/+`` (any head routed to it);
 - operators (the coordinator, ``splitctl``) read everything of the fleet and write ``devices/+/assign``.
@@ -188,6 +188,7 @@ def render_acl(topics: Topics, devices: Sequence[Tuple[str, str]], operators: Se
         f"pattern write {root}/devices/%u/info",
         f"pattern write {root}/devices/%u/state",
         f"pattern write {root}/devices/%u/metrics",
+        f"pattern write {root}/devices/%u/probe",
         f"pattern read {root}/devices/%u/assign",
     ]
     for device_id, role in devices:

@@ -6,6 +6,7 @@ Every topic lives under ``<prefix>/<fleet>`` (``splitinfer/traffic-a`` by defaul
     devices/<id>/state          retained text: "online", or "offline" from the last will
     devices/<id>/assign         retained JSON, published by the coordinator
     devices/<id>/metrics        JSON every few seconds
+    devices/<id>/probe          padding at QoS 1, from a head timing its link (nobody subscribes)
     features/<tail>/<head>      binary feature frames, head -> tail
     detections/<head>           JSON per frame, tail -> whoever listens
 
@@ -22,7 +23,7 @@ from splitinfer.errors import TransportError
 
 __all__ = ["DEVICE_KINDS", "ParsedTopic", "Topics", "validate_id"]
 
-DEVICE_KINDS = ("info", "state", "assign", "metrics")
+DEVICE_KINDS = ("info", "state", "assign", "metrics", "probe")
 """The per-device topics, ``devices/<id>/<kind>``."""
 
 MAX_ID_LENGTH = 64
@@ -107,6 +108,10 @@ class Topics:
     def metrics(self, device_id: str) -> str:
         return self.device(device_id, "metrics")
 
+    def probe(self, device_id: str) -> str:
+        """Where a head publishes link probes (QoS 1, acknowledged by the broker, delivered to nobody)."""
+        return self.device(device_id, "probe")
+
     def features(self, tail: str, head: str) -> str:
         """Where ``head`` publishes feature frames for ``tail``."""
         return f"{self.root}/features/{validate_id(tail, 'tail id')}/{validate_id(head, 'head id')}"
@@ -169,6 +174,6 @@ def _parse_levels(levels: Tuple[str, ...]) -> ParsedTopic:
     if len(levels) == 2 and levels[0] == "detections":
         return ParsedTopic("detections", validate_id(levels[1], "head id"))
     raise TransportError(
-        "expected devices/<id>/{info,state,assign,metrics}, features/<tail>/<head>, detections/<head> "
+        "expected devices/<id>/{info,state,assign,metrics,probe}, features/<tail>/<head>, detections/<head> "
         "or coordinator/policy"
     )

@@ -110,3 +110,80 @@ def _print_table(r: Dict[str, Any]) -> None:
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)
+
+
+def _floats(text: str) -> List[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SplitInferError(f"--links {text!r}: expected Mbit/s values separated by commas, e.g. 5,20,100") from None
+
+
+@app.command("e2e")
+def bench_e2e(
+    model: Annotated[Optional[str], typer.Option(help=".pt checkpoint or .yaml config (default: the cached YOLOv8s "
+                                                      "checkpoint, see `python -m splitinfer.bench.weights`).")] = None,
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 320,
+    links: Annotated[str, typer.Option(help="Link rates in Mbit/s, comma-separated.")] = "5,20,100,1000",
+    cuts: Annotated[str, typer.Option(help="Cuts to measure, comma-separated: a|b|c|d|N|auto.")] = "a,b,c,d,auto",
+    frames: Annotated[int, typer.Option(help="Measured frames per configuration (after the warm-up).")] = 20,
+    bits: Annotated[int, typer.Option(help="Codec bit width.")] = 4,
+    baselines: Annotated[bool, typer.Option(help="Also measure the whole model on the head and JPEG q90 frames "
+                                                 "sent to the tail.")] = True,
+    quick: Annotated[bool, typer.Option("--quick", help="Two links (5, 100 Mbit/s), cuts a, d and auto, 8 "
+                                                        "frames: about a minute.")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where e2e.json, e2e.csv and e2e.png go.")] = Path(
+        "bench/results"),
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Head and tail in two network namespaces joined by a tbf-shaped veth (needs root and iproute2): measured
+    end-to-end latency p50/p99, bytes per frame and the cost model's prediction, per link and per cut, against
+    the whole model on the head and JPEG frames to the tail."""
+    from splitinfer.bench.e2e import E2EOptions, run_e2e
+
+    if model is None:
+        from splitinfer.bench.weights import realistic_checkpoint
+
+        try:
+            model = str(realistic_checkpoint(fetch=False))
+        except SplitInferError:
+            model = "yolo11n.yaml"
+            err_console.print("no cached YOLOv8s checkpoint: using yolo11n.yaml with random weights (timings and "
+                              "sizes are real)")
+    opts = E2EOptions(model=model, imgsz=imgsz, links=_floats(links), cuts=[c for c in cuts.split(",") if c],
+                      frames=frames, bits=bits, baselines=baselines, out=out)
+    if quick:
+        opts.links, opts.cuts, opts.frames = [5.0, 100.0], ["a", "d", "auto"], 8
+    with err_console.status("starting…") as status:
+
+        def say(line: str) -> None:
+            status.update(line.strip())
+            err_console.print(line)
+
+        result = run_e2e(opts, say=say)
+    if as_json:
+        print_json(result)
+        return
+    _print_e2e(result)
+
+
+def _print_e2e(result: Dict[str, Any]) -> None:
+    table = Table(title=f"{Path(result['model']).name} at {result['imgsz']}: end-to-end latency per link")
+    for name in ("Mbit/s", "config", "cut", "p50 ms", "p99 ms", "predicted ms", "err %", "profile-only err %",
+                 "bytes/frame"):
+        table.add_column(name, justify="left" if name == "config" else "right")
+    for r in result["rows"]:
+        table.add_row(_fmt(r["link_mbit"], "g"), r["config"], _fmt(r["cut"], "d"), _fmt(r["p50_ms"], ".1f"),
+                      _fmt(r["p99_ms"], ".1f"), _fmt(r["predicted_ms"], ".1f"), _fmt(r["predicted_err_pct"], "+.1f"),
+                      _fmt(r.get("predicted_profile_err_pct"), "+.1f"), f"{r['bytes_per_frame']:,}")
+    console.print(table)
+    for s in result["summary"]:
+        verdict = s["verdict"]
+        console.print(f"{s['link_mbit']:g} Mbit/s: best {s['best_config']} (cut {s['best_cut']}, "
+                      f"{s['best_p50_ms']} ms); auto cut {s['auto_cut']} {_fmt(s['auto_vs_best_pct'], '+.1f')} % "
+                      "vs best, predicted "
+                      f"{_fmt(s['auto_predicted_err_pct'], '+.1f')} % vs measured; JPEG {s['jpeg_p50_ms']} ms, whole "
+                      f"on head {s['whole_on_head_p50_ms']} ms: {verdict}")
+    for note in result["notes"]:
+        console.print(f"note: {note}")
+    console.print(f"wrote {result['options']['out']}/e2e.json, e2e.csv, e2e.png in {result['wall_s']} s")

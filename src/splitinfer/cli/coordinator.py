@@ -29,7 +29,8 @@ def coordinator(
     model: Annotated[str, typer.Option(help="Model every node loads (path as the nodes see it).")] = "yolo11n.yaml",
     sha256: Annotated[str, typer.Option(help="Expected sha256 of a .pt model (nodes refuse another file).")] = "",
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
-    cut: Annotated[str, typer.Option(help="Default cut: a|b|c|d or a layer number.")] = "b",
+    cut: Annotated[str, typer.Option(help="Default cut: a|b|c|d, a layer number, or auto (from the nodes' "
+                                          "profiles).")] = "b",
     bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
     batch: Annotated[int, typer.Option(help="Frames per head batch.")] = 1,
     tail_batch: Annotated[int, typer.Option(help="Max frames a tail batches across heads.")] = 8,

@@ -19,6 +19,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cud
 HalfOpt = Annotated[bool, typer.Option("--half", help="Run the model in fp16 (GPU).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
 ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")]
+ProfileOpt = Annotated[bool, typer.Option(help="Measure (or load the cached) per-layer profile of the assigned "
+                                               "model and report it, for --cut auto.")]
 
 
 def _threads(n: int) -> None:
@@ -46,6 +48,9 @@ def head(
     device: DeviceOpt = "cpu",
     half: HalfOpt = False,
     threads: ThreadsOpt = 0,
+    profile: ProfileOpt = True,
+    probe_every: Annotated[float, typer.Option(help="Seconds between link probes to the broker (0: only at "
+                                                    "start).")] = 30.0,
     verbose: VerboseOpt = False,
 ) -> None:
     """Capture → letterbox → head layers → encode → publish features to the assigned tail."""
@@ -56,7 +61,8 @@ def head(
     setup_logging(verbose)
     _threads(threads)
     node = HeadNode(broker_config(broker), Topics(fleet, prefix), device_id, source, fps=fps, frames=frames,
-                    loop=loop, model_dir=model_dir, device=device, half=half)
+                    loop=loop, model_dir=model_dir, device=device, half=half, profile=profile,
+                    probe_every=probe_every)
     print_json(node.run(stop_on_signals()))
 
 
@@ -72,6 +78,7 @@ def tail(
     conf: Annotated[float, typer.Option(help="Confidence threshold for published detections.")] = 0.25,
     queue: Annotated[int, typer.Option(help="Feature messages held before the oldest are dropped.")] = 64,
     threads: ThreadsOpt = 0,
+    profile: ProfileOpt = True,
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode features from the heads routed here → batch → tail layers → NMS → publish detections."""
@@ -82,5 +89,5 @@ def tail(
     setup_logging(verbose)
     _threads(threads)
     node = TailNode(broker_config(broker), Topics(fleet, prefix), device_id, model_dir=model_dir, device=device,
-                    half=half, conf=conf, queue=queue)
+                    half=half, conf=conf, queue=queue, profile=profile)
     print_json(node.run(stop_on_signals()))

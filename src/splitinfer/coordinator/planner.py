@@ -4,6 +4,12 @@ Given the devices the coordinator knows (role, online or not), the fleet policy 
 per-device overrides) and the previous assignments, :func:`plan` returns the assignments every device should
 have now. Routes are stable: a head stays on its tail while that tail is live and not over its fair share;
 the others go to the least-loaded live tail. A device's generation grows only when its assignment changes.
+
+``cut="auto"`` (fleet-wide or per device) picks each head's cut from the profiles the nodes report
+(``DeviceInfo.profile``) with the cost model in :mod:`.cost`: the lowest predicted latency for a head alone on
+its tail, the highest sustainable frame rate for heads that share one. Until both profiles (and the head's link
+measurement) are in, the head gets ``auto_fallback`` and the reason says what is missing. Every head whose
+profiles are known gets the prediction for its cut in its assignment, auto or not.
 """
 
 from __future__ import annotations
@@ -14,7 +20,11 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from splitinfer.protocol import Assignment
 
-__all__ = ["DeviceState", "Override", "Policy", "plan"]
+from .cost import CutCost, best_latency, best_shared, cut_costs, link_of, profile_matches, resolve_cut, shared_fps
+
+__all__ = ["AUTO", "DeviceState", "Override", "Policy", "plan"]
+
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class Policy:
     tail_batch: int = 8
     max_wait_ms: float = 5.0
     overrides: Dict[str, Override] = field(default_factory=dict)
+    auto_fallback: str = "b"  # the cut a head runs with cut=auto until the profiles are in
 
     def to_dict(self) -> Dict[str, Any]:
         from dataclasses import asdict
@@ -60,9 +71,13 @@ class DeviceState:
 
 
 def plan(
-    devices: Mapping[str, DeviceState], policy: Policy, previous: Mapping[str, Assignment]
+    devices: Mapping[str, DeviceState],
+    policy: Policy,
+    previous: Mapping[str, Assignment],
+    profiles: Optional[Mapping[str, Mapping[str, Any]]] = None,
 ) -> Dict[str, Assignment]:
-    """Assignments for every known head and tail (offline heads keep theirs; offline tails get none)."""
+    """Assignments for every known head and tail (offline heads keep theirs; offline tails get none).
+    ``profiles``: each device's reported profile (``DeviceInfo.profile``), for ``cut="auto"`` and predictions."""
     tails = sorted(d.id for d in devices.values() if d.role == "tail" and d.online)
     heads = sorted(d.id for d in devices.values() if d.role == "head" and d.online)
     routes = _routes(heads, tails, {h: previous[h].route for h in heads if h in previous})
@@ -73,6 +88,13 @@ def plan(
             generation=0, model=policy.model, sha256=policy.sha256, imgsz=policy.imgsz, cut=o.cut or policy.cut,
             codec={**policy.codec, **o.codec}, route=routes.get(head, ""), batch=o.batch or policy.batch,
         )
+    for tail in tails:
+        served = [h for h in heads if routes.get(h) == tail]
+        wanted.update(_choose_cuts(served, tail, wanted, policy, previous, profiles or {}))
+    for head in heads:
+        if wanted[head].cut == AUTO:  # no live tail to plan against
+            wanted[head] = replace(wanted[head], cut=policy.auto_fallback,
+                                   reason=f"auto: no live tail; the fallback cut {policy.auto_fallback} meanwhile")
     for tail in tails:
         wanted[tail] = Assignment(
             generation=0, model=policy.model, sha256=policy.sha256, imgsz=policy.imgsz, cut="", batch=policy.tail_batch,
@@ -89,6 +111,81 @@ def plan(
         if device not in result and device in devices and devices[device].role == "head":
             result[device] = before
     return result
+
+
+def _choose_cuts(
+    heads: List[str], tail: str, wanted: Mapping[str, Assignment], policy: Policy,
+    previous: Mapping[str, Assignment], profiles: Mapping[str, Mapping[str, Any]],
+) -> Dict[str, Assignment]:
+    """The heads served by ``tail`` with their cuts resolved (auto) and explained (all)."""
+    tail_profile = profiles.get(tail) or {}
+    tail_ok = profile_matches(tail_profile, model=policy.model, imgsz=policy.imgsz)
+    candidates: Dict[str, List[CutCost]] = {}
+    out: Dict[str, Assignment] = {}
+    for head in heads:
+        a = wanted[head]
+        auto = a.cut == AUTO
+        missing = _missing(head, tail, profiles.get(head) or {}, tail_ok, a, policy)
+        if missing:
+            out[head] = replace(a, cut=policy.auto_fallback, reason=f"auto: {missing}; running the fallback cut "
+                                f"{policy.auto_fallback} meanwhile") if auto else replace(a, reason="fixed cut")
+            continue
+        head_profile = profiles[head]
+        link = link_of(head_profile)
+        assert link is not None
+        fixed = None if auto else resolve_cut(head_profile, a.cut)
+        costs = cut_costs(head_profile, tail_profile, link, cuts=None if auto else [fixed or -1])
+        if costs:
+            candidates[head] = costs
+        else:
+            out[head] = replace(a, reason=f"cut {a.cut}: not in {head}'s profile; no prediction")
+    if len(candidates) == 1:
+        head, costs = next(iter(candidates.items()))
+        keep = _previous_cut(previous.get(head))
+        chosen = {head: best_latency(costs, keep=keep)}
+        fps = {head: 1000.0 / chosen[head].period_ms}
+        why = "lowest predicted latency"
+    else:
+        chosen = best_shared(candidates)
+        fps = dict.fromkeys(chosen, shared_fps(chosen))
+        why = f"highest sustainable fps for the {len(candidates)} heads sharing tail {tail}"
+    for head, cost in chosen.items():
+        a = wanted[head]
+        link = link_of(profiles[head])
+        assert link is not None
+        if a.cut == AUTO:
+            reason = (f"auto: {why} on a {link.bandwidth_bps / 1e6:.3g} Mbit/s, {link.rtt_ms:.3g} ms RTT link "
+                      f"({len(candidates[head])} cuts considered)")
+        else:
+            reason = f"fixed cut {a.cut}"
+        out[head] = replace(
+            a, cut=str(cost.cut) if a.cut == AUTO else a.cut, reason=reason,
+            predicted_ms=round(cost.latency_ms, 2), predicted_fps=round(fps[head], 2),
+            prediction=dict(cost.to_dict(), bandwidth_bps=round(link.bandwidth_bps), rtt_ms=round(link.rtt_ms, 3),
+                            head_scale=float(profiles[head].get("head_scale") or 1.0),
+                            tail_scale=float((profiles.get(tail) or {}).get("tail_scale") or 1.0)),
+        )
+    return out
+
+
+def _missing(head: str, tail: str, head_profile: Mapping[str, Any], tail_ok: bool, a: Assignment,
+             policy: Policy) -> str:
+    """What the cost model still lacks for ``head`` (empty when nothing)."""
+    lacking = []
+    if not profile_matches(head_profile, model=policy.model, imgsz=policy.imgsz, codec=a.codec):
+        lacking.append(f"{head}'s profile")
+    elif link_of(head_profile) is None:
+        lacking.append(f"{head}'s link measurement")
+    if not tail_ok:
+        lacking.append(f"{tail}'s profile")
+    return "waiting for " + " and ".join(lacking) if lacking else ""
+
+
+def _previous_cut(before: Optional[Assignment]) -> Optional[int]:
+    try:
+        return int(before.cut) if before is not None and before.reason.startswith(AUTO) else None
+    except ValueError:
+        return None
 
 
 def _routes(heads: List[str], tails: List[str], current: Mapping[str, str]) -> Dict[str, str]:

@@ -3,6 +3,10 @@
 Assignments are retained, with a generation per device, so any party that restarts recovers the state: the
 coordinator itself reads the retained assignments back before it plans. When a tail's state turns offline (its
 last will), its heads are re-planned onto live tails at once.
+
+Nodes report their per-layer profiles (and heads their link to the broker) in their retained info; the planner
+uses them for ``cut="auto"`` and for the predicted latency in every assignment. A new profile re-plans at once;
+a new link measurement only when its bandwidth moved by more than ``replan_fraction`` since the last plan.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ COORDINATOR_ID = "coordinator"
 
 
 class Coordinator:
-    def __init__(self, config: BrokerConfig, topics: Topics, policy: Policy, *, settle: float = 0.3) -> None:
+    def __init__(self, config: BrokerConfig, topics: Topics, policy: Policy, *, settle: float = 0.3,
+                 replan_fraction: float = 0.25) -> None:
         self.topics = topics
         self.policy = policy
         self.settle = settle
+        self.replan_fraction = replan_fraction
+        self._planned_links: Dict[str, float] = {}  # head -> bandwidth the last plan used
         self.devices: Dict[str, DeviceState] = {}
         self.infos: Dict[str, DeviceInfo] = {}
         self.assignments: Dict[str, Assignment] = {}
@@ -100,11 +107,12 @@ class Coordinator:
             if not payload:
                 return False
             info = DeviceInfo.from_json(payload)
+            old = self.infos.get(device)
             self.infos[device] = info
             before = self.devices.get(device)
             online = before.online if before else True
             self.devices[device] = DeviceState(device, info.role, online)
-            return before != self.devices[device]
+            return before != self.devices[device] or self._profile_moved(device, old, info)
         state = payload.decode("utf-8", "replace").strip()
         before = self.devices.get(device)
         if before is None:
@@ -115,12 +123,35 @@ class Coordinator:
             return True
         return False
 
+    def _profile_moved(self, device: str, old: Optional[DeviceInfo], new: DeviceInfo) -> bool:
+        """A new profile, or a link whose bandwidth moved by more than ``replan_fraction`` since the last plan."""
+        before = dict(old.profile) if old else {}
+        after = dict(new.profile)
+        link_before, link_after = before.pop("link", None), after.pop("link", None)
+        if before != after or bool(link_before) != bool(link_after):
+            return True
+        if not link_after:
+            return False
+        planned = self._planned_links.get(device)
+        bandwidth = float(link_after.get("bandwidth_bps") or 0.0)
+        moved = planned is None or abs(bandwidth - planned) > self.replan_fraction * planned
+        if moved:
+            log.info("%s: link bandwidth %.3g Mbit/s (planned with %s): re-planning", device, bandwidth / 1e6,
+                     f"{planned / 1e6:.3g}" if planned else "none")
+        return moved
+
     def _replan(self) -> None:
-        new = plan(self.devices, self.policy, self.assignments)
+        profiles = {device: info.profile for device, info in self.infos.items()}
+        for device, profile in profiles.items():
+            link = profile.get("link")
+            if isinstance(link, dict) and link.get("bandwidth_bps"):
+                self._planned_links[device] = float(link["bandwidth_bps"])
+        new = plan(self.devices, self.policy, self.assignments, profiles)
         for device, assignment in sorted(new.items()):
             if self.assignments.get(device) != assignment:
-                log.info("assign %s gen %d: cut %s route %s heads %s", device, assignment.generation,
-                         assignment.cut or "-", assignment.route or "-", assignment.heads)
+                log.info("assign %s gen %d: cut %s route %s heads %s%s", device, assignment.generation,
+                         assignment.cut or "-", assignment.route or "-", assignment.heads,
+                         f" — {assignment.reason}, predicted {assignment.predicted_ms} ms" if assignment.reason else "")
                 self.mqtt.publish(self.topics.assign(device), assignment.to_json(), qos=1, retain=True)
         self.assignments = new
         self.changed.set()

@@ -15,7 +15,7 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import SplitInferError, TransportError
 from splitinfer.protocol import Assignment, pack_features
-from splitinfer.runtime import LatencyStats, NodeLink, device_info
+from splitinfer.runtime import Calibration, LatencyStats, NodeLink, device_info
 
 from .capture import Grabber
 from .pipeline import HeadPipeline
@@ -39,7 +39,13 @@ class HeadNode:
         model_dir: str = "",
         device: str = "cpu",
         half: bool = False,
+        profile: bool = True,
+        probe_every: float = 30.0,
+        reprobe_fraction: float = 0.25,
     ) -> None:
+        """``profile``: measure (or load the cached) per-layer profile of each assigned model and cut sizes with the
+        assigned codec, and time the link to the broker every ``probe_every`` seconds (0: only at start); both
+        are reported in the retained info, the link again when its bandwidth moves by ``reprobe_fraction``."""
         self.topics = topics
         self.device_id = device_id
         self.source = source
@@ -51,6 +57,10 @@ class HeadNode:
         self.pipeline: Optional[HeadPipeline] = None
         self.grabber: Optional[Grabber] = None
         self._rate = _Rate()
+        self.profiling, self.probe_every, self.reprobe_fraction = profile, probe_every, reprobe_fraction
+        self.profile: Dict[str, Any] = {}
+        self._next_probe = 0.0
+        self.calibration = Calibration()
         self.link = NodeLink(config, topics, device_info(device_id, "head"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
@@ -67,12 +77,16 @@ class HeadNode:
             "generation": self.assignment.generation if self.assignment else 0,
             "cut": self.pipeline.head.cut if self.pipeline else None,
             "route": self.assignment.route if self.assignment else "",
+            "link": self.profile.get("link"),
+            "predicted_ms": self.assignment.predicted_ms if self.assignment else None,
         }
 
     def run(self, stop: threading.Event) -> Dict[str, Any]:
         """Run until the source ends (and the last frame is sent) or ``stop`` is set."""
         self.link.start()
         try:
+            if self.profiling:
+                self._probe_link(force=True)
             self._wait_for_assignment(stop)
             if stop.is_set():
                 return self.metrics()
@@ -81,6 +95,8 @@ class HeadNode:
                                    loop=self.loop).start()
             while not stop.is_set():
                 self._follow_assignment(timeout=0.0)
+                if self.profiling and self.probe_every > 0 and time.monotonic() >= self._next_probe:
+                    self._probe_link()
                 if not self._step():
                     break
             if self.grabber.error is not None:
@@ -103,12 +119,68 @@ class HeadNode:
         if self.pipeline is None or not new.same_pipeline(self.assignment):
             try:
                 self.pipeline = HeadPipeline.build(new, model_dir=self.model_dir, device=self.device, half=self.half)
+                self.calibration.reset()
             except SplitInferError as exc:
                 log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
                 return
-        log.info("%s: assignment %d: cut %s (layer %d), route → %s, codec %s", self.device_id, new.generation,
-                 new.cut, self.pipeline.head.cut, new.route or "(no live tail)", new.codec)
+            if self.profiling:
+                try:
+                    self._measure_profile(new)
+                except Exception:  # the node runs on without a profile; only --cut auto misses it
+                    log.exception("%s: profiling failed", self.device_id)
+        log.info("%s: assignment %d: cut %s (layer %d), route → %s, codec %s%s", self.device_id, new.generation,
+                 new.cut, self.pipeline.head.cut, new.route or "(no live tail)", new.codec,
+                 f" ({new.reason}; predicted {new.predicted_ms} ms)" if new.reason else "")
         self.assignment = new
+
+    def _measure_profile(self, assignment: Assignment) -> None:
+        """This model's per-layer profile and per-cut sizes with the assigned codec (cached), in the info."""
+        from splitinfer.codec import Codec
+        from splitinfer.splitting.profile import head_profile
+
+        assert self.pipeline is not None
+        wanted = (assignment.model, assignment.imgsz, assignment.batch, assignment.codec)
+        have = (self.profile.get("model"), self.profile.get("imgsz"), self.profile.get("batch"),
+                self.profile.get("codec"))
+        if wanted == have:
+            return
+        t = time.perf_counter()
+        measured = head_profile(self.pipeline.head.model, name=assignment.model, imgsz=self.pipeline.imgsz,
+                                batch=assignment.batch, codec=assignment.codec,
+                                make_codec=lambda: Codec(**assignment.codec))
+        self.profile = dict(measured, imgsz=assignment.imgsz, link=self.profile.get("link"))
+        log.info("%s: profile of %s at %d ready in %.1f s", self.device_id, assignment.model, assignment.imgsz,
+                 time.perf_counter() - t)
+        self.link.update_profile(self.profile)
+
+    def _calibrate(self, head_ms: float) -> None:
+        """Report ``head_scale`` (observed / profiled head layers) when it moves: see Calibration."""
+        assert self.pipeline is not None
+        layer_ms = self.profile.get("layer_ms")
+        if not isinstance(layer_ms, list):
+            return
+        scale = self.calibration.add(head_ms, sum(layer_ms[: self.pipeline.head.cut]))
+        if scale is not None:
+            log.info("%s: head layers run at %.2f × their profiled time", self.device_id, scale)
+            self.profile = dict(self.profile, head_scale=scale)
+            self.link.update_profile(self.profile)
+
+    def _probe_link(self, force: bool = False) -> None:
+        """Time the link to the broker; report it when it is new or moved by more than ``reprobe_fraction``."""
+        from splitinfer.runtime import link_changed, measure_link
+
+        self._next_probe = time.monotonic() + self.probe_every
+        try:
+            measured = measure_link(self.link.mqtt, self.topics.probe(self.device_id))
+        except TransportError as exc:
+            log.warning("%s: link probe failed: %s", self.device_id, exc)
+            return
+        before = self.profile.get("link")
+        if force or link_changed(before, measured, self.reprobe_fraction):
+            log.info("%s: link to the broker: %.3g Mbit/s, RTT %.2f ms", self.device_id,
+                     measured["bandwidth_bps"] / 1e6, measured["rtt_ms"])
+            self.profile = dict(self.profile, link=measured)
+            self.link.update_profile(self.profile)
 
     def _step(self) -> bool:
         assert self.grabber is not None and self.pipeline is not None and self.assignment is not None
@@ -122,6 +194,8 @@ class HeadNode:
             log.error("%s: frame failed: %s", self.device_id, exc)
             return True
         self.stats.add_all(timings)
+        if self.profiling:
+            self._calibrate(timings["head_ms"] / len(taken))
         route = self.assignment.route
         if not route:
             self.counts["no_route"] += len(taken)

@@ -17,7 +17,7 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import SplitInferError
 from splitinfer.protocol import Assignment
-from splitinfer.runtime import LatencyStats, NodeLink, device_info
+from splitinfer.runtime import Calibration, LatencyStats, NodeLink, device_info
 
 from .batcher import Decoded, TailPipeline
 
@@ -39,7 +39,10 @@ class TailNode:
         queue: int = 64,
         conf: float = 0.25,
         iou: float = 0.7,
+        profile: bool = True,
     ) -> None:
+        """``profile``: measure (or load the cached) per-layer profile of each assigned model, at one frame and at
+        the assigned batch, and report it in the retained info (for ``--cut auto``)."""
         self.topics = topics
         self.device_id = device_id
         self.model_dir, self.device, self.half = model_dir, device, half
@@ -50,6 +53,8 @@ class TailNode:
         self.pipeline: Optional[TailPipeline] = None
         self._sub: Any = None
         self._started = time.monotonic()
+        self.profiling = profile
+        self.calibration = Calibration()
         self.link = NodeLink(config, topics, device_info(device_id, "tail"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
@@ -90,9 +95,42 @@ class TailNode:
             except SplitInferError as exc:
                 log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
                 return
+            if self.profiling:
+                try:
+                    self._measure_profile(new)
+                except Exception:  # the node runs on without a profile; only --cut auto misses it
+                    log.exception("%s: profiling failed", self.device_id)
         self.assignment = new
         log.info("%s: assignment %d: heads %s, batch %d, max wait %.1f ms", self.device_id, new.generation,
                  new.heads, new.batch, new.max_wait_ms)
+
+    def _measure_profile(self, assignment: Assignment) -> None:
+        from splitinfer.splitting.model import default_imgsz
+        from splitinfer.splitting.profile import tail_profile
+
+        assert self.pipeline is not None
+        profile = self.link.info.profile
+        if (profile.get("model"), profile.get("imgsz"), profile.get("batch")) == (
+                assignment.model, assignment.imgsz, assignment.batch):
+            return
+        t = time.perf_counter()
+        measured = tail_profile(self.pipeline.model, name=assignment.model,
+                                imgsz=default_imgsz(self.pipeline.model, assignment.imgsz),
+                                batch=assignment.batch)
+        log.info("%s: profile of %s at %d (batch %d) ready in %.1f s", self.device_id, assignment.model,
+                 assignment.imgsz, assignment.batch, time.perf_counter() - t)
+        self.link.update_profile(dict(measured, imgsz=assignment.imgsz))
+
+    def _calibrate(self, record: Dict[str, Any]) -> None:
+        """Report ``tail_scale`` (observed / profiled tail layers) when it moves: see Calibration."""
+        profile = self.link.info.profile
+        layer_ms = profile.get("layer_ms")
+        if not isinstance(layer_ms, list) or not isinstance(record.get("cut"), int):
+            return
+        scale = self.calibration.add(record["timings"]["tail_ms"], sum(layer_ms[record["cut"]:]))
+        if scale is not None:
+            log.info("%s: tail layers run at %.2f × their profiled time", self.device_id, scale)
+            self.link.update_profile(dict(profile, tail_scale=scale))
 
     def _collect(self) -> List[Message]:
         """The first message within 0.2 s, then more until the batch is full or max_wait_ms has passed."""
@@ -127,6 +165,8 @@ class TailNode:
                 log.warning("%s: rejected features: %s", self.device_id, exc)
                 continue
             self.counts["batches"] += 1
+            if self.profiling and len(results) == 1:  # the profile's layer_ms are for one frame
+                self._calibrate(results[0][1])
             for head, record in results:
                 self.counts["frames"] += 1
                 self.stats.add_all({k: v for k, v in record["timings"].items()})

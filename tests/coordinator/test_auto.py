@@ -1,0 +1,152 @@
+"""``--cut auto``: the cost model and the planner on synthetic profiles (no model, no broker)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+from splitinfer.coordinator import DeviceState, Override, Policy, plan
+from splitinfer.coordinator.cost import Link, best_latency, best_shared, cut_costs, shared_fps
+from splitinfer.protocol import Assignment
+
+CODEC = {"bits": 4}
+POLICY = Policy(model="m.pt", imgsz=320, cut="auto", codec=CODEC, auto_fallback="b")
+# payload bytes per cut 1..5: cut 3 is the narrowest point, cut 1 the widest
+SIZES = {1: 200_000, 2: 80_000, 3: 10_000, 4: 40_000, 5: 30_000}
+
+
+def head_profile(layer_ms: float = 10.0, mbit: Optional[float] = 100.0, rtt_ms: float = 1.0) -> Dict[str, Any]:
+    p: Dict[str, Any] = {
+        "model": "m.pt", "imgsz": 320, "batch": 1, "codec": CODEC, "num_layers": 6,
+        "presets": {"a": 1, "b": 2, "c": 4, "d": 5}, "layer_ms": [layer_ms] * 6, "preprocess_ms": 1.0,
+        "cuts": {str(c): {"bytes": b, "encode_ms": 0.5, "decode_ms": 0.25} for c, b in SIZES.items()},
+    }
+    if mbit is not None:
+        p["link"] = {"bandwidth_bps": mbit * 1e6, "rtt_ms": rtt_ms}
+    return p
+
+
+def tail_profile(layer_ms: float = 1.0, batch_layer_ms: Optional[float] = None) -> Dict[str, Any]:
+    p: Dict[str, Any] = {"model": "m.pt", "imgsz": 320, "batch": 8, "layer_ms": [layer_ms] * 6,
+                         "postprocess_ms": 2.0}
+    if batch_layer_ms is not None:
+        p["batch_layer_ms"] = [batch_layer_ms] * 6
+    return p
+
+
+def devices(*heads: str) -> Dict[str, DeviceState]:
+    out = {h: DeviceState(h, "head", True) for h in heads}
+    out["t1"] = DeviceState("t1", "tail", True)
+    return out
+
+
+def cost_of(costs: List[Any], cut: int) -> Any:
+    return next(c for c in costs if c.cut == cut)
+
+
+def test_latency_is_head_plus_transfer_plus_tail() -> None:
+    costs = cut_costs(head_profile(layer_ms=10.0), tail_profile(layer_ms=1.0), Link(8e6, rtt_ms=4.0))
+    c3 = cost_of(costs, 3)
+    assert c3.head_ms == pytest.approx(1.0 + 3 * 10.0 + 0.5)
+    assert c3.tail_ms == pytest.approx(0.25 + 3 * 1.0 + 2.0)
+    assert c3.transfer_ms == pytest.approx((10_000 + 96) * 1.04 * 8 / 8e6 * 1000 + 2.0)
+    assert c3.latency_ms == pytest.approx(c3.head_ms + c3.transfer_ms + c3.tail_ms)
+    assert [c.cut for c in costs] == [1, 2, 3, 4, 5]  # cuts are 1..N-1: both sides run at least one layer
+
+
+def test_fast_link_and_fast_tail_cut_early() -> None:
+    result = plan(devices("cam"), POLICY, {}, {"cam": head_profile(mbit=10_000), "t1": tail_profile()})
+    assert result["cam"].cut == "1"
+    assert result["cam"].reason.startswith("auto: lowest predicted latency")
+    assert result["cam"].predicted_ms is not None and result["cam"].prediction["cut"] == 1
+
+
+def test_slow_link_picks_the_cut_with_fewest_bytes() -> None:
+    result = plan(devices("cam"), POLICY, {}, {"cam": head_profile(mbit=1.0), "t1": tail_profile()})
+    assert result["cam"].cut == "3"
+    assert result["cam"].prediction["bytes"] == SIZES[3]
+    assert result["cam"].prediction["bandwidth_bps"] == 1_000_000
+
+
+def test_slow_tail_pushes_the_cut_late() -> None:
+    result = plan(devices("cam"), POLICY, {}, {"cam": head_profile(layer_ms=1.0, mbit=10_000),
+                                               "t1": tail_profile(layer_ms=50.0)})
+    assert result["cam"].cut == "5"
+
+
+def test_waits_for_profiles_on_the_fallback_cut() -> None:
+    result = plan(devices("cam"), POLICY, {}, {"cam": head_profile(mbit=None)})
+    assert result["cam"].cut == "b"
+    assert "cam's link measurement" in result["cam"].reason and "t1's profile" in result["cam"].reason
+    assert result["cam"].predicted_ms is None
+
+
+def test_profiles_of_another_model_or_codec_do_not_count() -> None:
+    wrong = dict(head_profile(), codec={"bits": 2})
+    result = plan(devices("cam"), POLICY, {}, {"cam": wrong, "t1": tail_profile()})
+    assert result["cam"].cut == "b" and "cam's profile" in result["cam"].reason
+
+
+def test_no_live_tail_runs_the_fallback() -> None:
+    result = plan({"cam": DeviceState("cam", "head", True)}, POLICY, {}, {})
+    assert result["cam"].cut == "b" and "no live tail" in result["cam"].reason
+
+
+def test_fixed_cuts_get_a_prediction_too() -> None:
+    policy = Policy(model="m.pt", imgsz=320, cut="c", codec=CODEC)
+    result = plan(devices("cam"), policy, {}, {"cam": head_profile(), "t1": tail_profile()})
+    assert result["cam"].cut == "c" and result["cam"].prediction["cut"] == 4
+    assert result["cam"].reason == "fixed cut c" and result["cam"].predicted_ms and result["cam"].predicted_fps
+
+
+def test_override_to_auto_for_one_head() -> None:
+    policy = Policy(model="m.pt", imgsz=320, cut="b", codec=CODEC, overrides={"cam": Override(cut="auto")})
+    result = plan(devices("cam"), policy, {}, {"cam": head_profile(mbit=1.0), "t1": tail_profile()})
+    assert result["cam"].cut == "3"
+
+
+def test_replanning_with_the_same_inputs_keeps_the_generation() -> None:
+    profiles = {"cam": head_profile(mbit=1.0), "t1": tail_profile()}
+    first = plan(devices("cam"), POLICY, {}, profiles)
+    assert plan(devices("cam"), POLICY, first, profiles) == first
+
+
+def test_a_bandwidth_change_moves_the_cut() -> None:
+    first = plan(devices("cam"), POLICY, {}, {"cam": head_profile(mbit=1.0), "t1": tail_profile()})
+    second = plan(devices("cam"), POLICY, first, {"cam": head_profile(mbit=10_000), "t1": tail_profile()})
+    assert (first["cam"].cut, second["cam"].cut) == ("3", "1")
+    assert second["cam"].generation == first["cam"].generation + 1
+
+
+def test_hysteresis_keeps_a_nearly_best_cut() -> None:
+    costs = cut_costs(head_profile(), tail_profile(), Link(1e6, 1.0))
+    best = best_latency(costs)
+    runner_up = sorted(costs, key=lambda c: c.latency_ms)[1]
+    slack = runner_up.latency_ms / best.latency_ms - 1
+    assert best_latency(costs, keep=runner_up.cut, hysteresis=slack + 0.01).cut == runner_up.cut
+    assert best_latency(costs, keep=runner_up.cut, hysteresis=slack / 2).cut == best.cut
+
+
+def test_heads_sharing_a_slow_tail_move_work_onto_the_heads() -> None:
+    # alone, each head would cut early (the tail is faster per frame); four of them would swamp it
+    profiles = {h: head_profile(layer_ms=4.0, mbit=10_000) for h in ("c1", "c2", "c3", "c4")}
+    profiles["t1"] = tail_profile(layer_ms=3.0, batch_layer_ms=3.0)
+    alone = plan(devices("c1"), POLICY, {}, {"c1": profiles["c1"], "t1": profiles["t1"]})
+    shared = plan(devices("c1", "c2", "c3", "c4"), POLICY, {}, profiles)
+    assert alone["c1"].cut == "1"
+    assert all(int(shared[h].cut) > 1 for h in ("c1", "c2", "c3", "c4"))
+    assert "highest sustainable fps" in shared["c1"].reason
+    assert shared["c1"].predicted_fps is not None and alone["c1"].predicted_fps is not None
+    costs = {h: cut_costs(profiles[h], profiles["t1"], Link(1e10, 1.0)) for h in ("c1", "c2", "c3", "c4")}
+    naive = {h: cost_of(c, 1) for h, c in costs.items()}
+    assert shared_fps(best_shared(costs)) > shared_fps(naive)
+
+
+def test_assignment_json_carries_the_explanation_and_old_json_still_parses() -> None:
+    a = Assignment(generation=3, model="m", cut="7", reason="auto: x", predicted_ms=41.5, predicted_fps=12.0,
+                   prediction={"head_ms": 1.0})
+    assert Assignment.from_json(a.to_json()) == a
+    old = Assignment.from_json(b'{"generation": 1, "model": "m", "cut": "b"}')
+    assert old.predicted_ms is None and old.reason == "" and old.prediction == {}
+    assert a.same_pipeline(Assignment(generation=4, model="m", cut="7", reason="fixed cut", predicted_ms=50.0))
