@@ -120,6 +120,8 @@ def test_deployed_fleet_runs_split_inference_and_reassigns_live(
     for row in rows.values():
         assert row["state"] == "running" and row["mqtt"]["state"] == "online", row
     assert rows["head-1"]["mqtt"]["route"] == "tail-1" and rows["head-1"]["mqtt"]["cut"] == "10"
+    assert rows["head-1"]["mqtt"]["measured_ms"] > 0  # end to end, as the tail measured it for this head
+    assert rows["tail-1"]["mqtt"]["fps"] > 0
 
     logs = runner.invoke(app, ["logs", "head-1", "--tail", "50", "--file", str(fleet_file)])
     assert logs.exit_code == 0 and "assignment" in logs.stdout

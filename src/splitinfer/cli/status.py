@@ -22,7 +22,8 @@ from ._options import FleetFile, Json, Timeout
 if TYPE_CHECKING:
     from splitinfer.fleet import Device, FleetStore
 
-_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "p50 ms", "bytes/frame", "drops", "last seen")
+_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "p50 ms", "e2e pred/meas ms", "bytes/frame", "drops",
+                 "last seen")
 
 
 def status(
@@ -53,7 +54,7 @@ def status(
             if as_json:
                 print_json({"fleet": fleet.fleet, "devices": rows})
             else:
-                console.print(_table(fleet.fleet, rows))
+                console.print(_view(fleet.fleet, rows))
             return
         from contextlib import nullcontext
 
@@ -64,8 +65,8 @@ def status(
             while True:
                 if hooks.status is not None:
                     hooks.status.refresh()  # type: ignore[attr-defined]
-                table = _table(fleet.fleet, _rows(store, DeployState.load(state_path(store.path)), hooks.status,
-                                                  timeout))
+                table = _view(fleet.fleet, _rows(store, DeployState.load(state_path(store.path)), hooks.status,
+                                                 timeout))
                 if live is not None:
                     live.update(table, refresh=True)
                 else:
@@ -95,6 +96,9 @@ def _rows(store: "FleetStore", state: Any, source: Any, timeout: float) -> List[
                 "bytes_per_frame": live.bytes_per_frame,
                 "dropped": live.dropped,
                 "last_seen": live.last_seen,
+                "predicted_ms": live.predicted_ms,
+                "measured_ms": live.measured_ms,
+                "reason": live.reason,
             }
         )
     return rows
@@ -141,6 +145,15 @@ def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any
     return row
 
 
+def _view(fleet: str, rows: List[Dict[str, Any]]) -> Any:
+    """The table, then why the coordinator chose each head's cut (when it said)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    reasons = [Text(f"{r['id']}: {r['mqtt']['reason']}") for r in rows if r.get("mqtt") and r["mqtt"].get("reason")]
+    return Group(_table(fleet, rows), *reasons) if reasons else _table(fleet, rows)
+
+
 def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
     table = Table(
         title=f"fleet {fleet}",
@@ -172,6 +185,7 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
                 str(mqtt["route"]),
                 "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
                 "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
+                _pred_meas(mqtt.get("predicted_ms"), mqtt.get("measured_ms")),
                 "—" if mqtt["bytes_per_frame"] is None else f"{mqtt['bytes_per_frame']:,}",
                 "—" if mqtt["dropped"] is None else str(mqtt["dropped"]),
                 "—" if mqtt["last_seen"] is None else f"{max(0.0, time.time() - mqtt['last_seen']):.0f} s ago",
@@ -188,6 +202,12 @@ def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
             *live,
         )
     return table
+
+
+def _pred_meas(predicted: Optional[float], measured: Optional[float]) -> str:
+    if predicted is None and measured is None:
+        return "—"
+    return f"{'—' if predicted is None else f'{predicted:.0f}'} / {'—' if measured is None else f'{measured:.0f}'}"
 
 
 def _short_time(value: Optional[str]) -> str:

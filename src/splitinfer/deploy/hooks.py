@@ -77,6 +77,9 @@ class RuntimeStatus:
     bytes_per_frame: Optional[int] = None
     dropped: Optional[int] = None
     last_seen: Optional[float] = None
+    predicted_ms: Optional[float] = None  # heads: the coordinator's prediction for the assigned cut
+    measured_ms: Optional[float] = None  # heads: end to end p50 as its tail measures it
+    reason: str = ""  # heads: why the coordinator chose this cut
 
 
 class RuntimeStatusSource(Protocol):

@@ -143,11 +143,14 @@ class LiveFleet:
         stage = "e2e_ms" if m.get("role") == "tail" else "head_ms"
         cut = m.get("cut") if m.get("cut") is not None else a.get("cut")
         route = a.get("route") or (",".join(a.get("heads", [])) if a.get("heads") else None)
+        tail_metrics = self.metrics.get(a.get("route") or "", {})
+        measured = tail_metrics.get("e2e_ms_by_head", {}).get(device_id, {}).get("p50")
         return RuntimeStatus(
             state=self.state.get(device_id, "—"), cut="—" if cut in (None, "") else str(cut),
             route=route or "—", fps=m.get("fps"), latency_ms=latency.get(stage, {}).get("p50"),
             bytes_per_frame=m.get("bytes_per_frame"), dropped=m.get("dropped"),
             last_seen=self.last_seen.get(device_id),
+            predicted_ms=a.get("predicted_ms"), measured_ms=measured, reason=a.get("reason") or "",
         )
 
     def close(self) -> None:

@@ -48,6 +48,7 @@ class TailNode:
         self.model_dir, self.device, self.half = model_dir, device, half
         self.queue, self.conf, self.iou = queue, conf, iou
         self.stats = LatencyStats()
+        self.e2e_by_head = LatencyStats(window=256)  # measured end to end per head, beside auto's prediction
         self.counts: Dict[str, int] = dict.fromkeys(("frames", "batches", "decode_errors", "rejected"), 0)
         self.assignment: Optional[Assignment] = None
         self.pipeline: Optional[TailPipeline] = None
@@ -61,6 +62,7 @@ class TailNode:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         return {
             "role": "tail", "fps": round(self.counts["frames"] / elapsed, 2), "latency_ms": self.stats.summary(),
+            "e2e_ms_by_head": self.e2e_by_head.summary(),
             "frames": self.counts["frames"], "batches": self.counts["batches"],
             "decode_errors": self.counts["decode_errors"], "rejected": self.counts["rejected"],
             "dropped": self._sub.dropped if self._sub is not None else 0,
@@ -170,6 +172,7 @@ class TailNode:
             for head, record in results:
                 self.counts["frames"] += 1
                 self.stats.add_all({k: v for k, v in record["timings"].items()})
+                self.e2e_by_head.add(head, record["timings"]["e2e_ms"])
                 record["tail"] = self.device_id
                 self.link.mqtt.publish(self.topics.detections(head), json.dumps(record).encode(), qos=0)
 
