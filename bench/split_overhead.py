@@ -54,12 +54,14 @@ def main() -> None:
     args = parser.parse_args()
     model = args.model or str(realistic_checkpoint())
     with tempfile.TemporaryDirectory() as out:
+        # no per-layer profiling (that is for --cut auto): it would compete with the first frames
         summary = run_local(LocalRun(model=model, source=args.source, frames=args.frames, cut=args.cut, bits=args.bits,
-                                     imgsz=args.imgsz, fps=args.fps, out=Path(out), annotate=False))
+                                     imgsz=args.imgsz, fps=args.fps, out=Path(out), annotate=False,
+                                     head_args=["--no-profile"], tail_args=["--no-profile"]))
         rows = [json.loads(line) for line in (Path(out) / "detections.jsonl").read_text().splitlines()]
-    warm = rows[3:] or rows  # the first frames pay for lazy initialisation
+    warm = rows[5:] or rows  # the first frames pay for lazy initialisation
     overhead = [r["timings"]["encode_ms"] + r["timings"]["transit_ms"] + r["timings"]["decode_ms"] for r in warm]
-    whole = unsplit_ms(model, args.source, args.frames, args.imgsz)[3:]
+    whole = unsplit_ms(model, args.source, args.frames, args.imgsz)[5:]
     result = {
         "model": model, "cut": summary["cut"], "cut_spec": args.cut, "bits": args.bits, "imgsz": args.imgsz,
         "frames": len(warm), "fps_offered": args.fps, "broker": summary["broker"],
