@@ -6,7 +6,7 @@ No ``from __future__ import annotations``: Typer on Python 3.8 needs eager annot
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import typer
 from typing_extensions import Annotated
@@ -22,7 +22,7 @@ CertOpt = Annotated[Optional[str], typer.Option(help="Server TLS file (as the br
 
 
 def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Optional[str], certfile: Optional[str],
-            keyfile: Optional[str]) -> Tuple[Any, int]:
+            keyfile: Optional[str], run_as_user: Optional[str] = None) -> Tuple[Any, int]:
     from urllib.parse import urlsplit
 
     from splitinfer.broker.mosquitto_conf import render_mosquitto_files
@@ -44,7 +44,7 @@ def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Option
         {u: derive_password(secret, fleet.fleet, u) for u in users}, operators=(operator,),
         port=None if tls else port, tls_port=port, cafile=cafile, certfile=certfile, keyfile=keyfile,
         config_dir=config_dir, data_dir=data_dir,
-        run_as_user="root" if hasattr(os, "geteuid") and os.geteuid() == 0 else None,
+        run_as_user=run_as_user,
     )
     return files, port
 
@@ -74,9 +74,24 @@ def config(
 @app.command("up")
 def up(
     file: FleetFile = Path("fleet.yaml"),
-    workdir: Annotated[Path, typer.Option(help="Where the rendered files and data live.")] = Path(".broker"),
+    workdir: Annotated[Path, typer.Option(help="Local run: where the rendered files and data live.")] = Path(".broker"),
+    docker: Annotated[Optional[str], typer.Option(help="Run it as a container on this Docker engine instead "
+                                                       "(unix://, tcp://, ssh://).")] = None,
+    image: Annotated[str, typer.Option(help="Mosquitto 2 image for --docker.")] = "eclipse-mosquitto:2.0.18",
+    volume: Annotated[Optional[List[str]], typer.Option(help="Extra mount for --docker, HOST:CONTAINER[:ro] "
+                                                             "(repeatable).")] = None,
+    user: Annotated[str, typer.Option(help="The user Mosquitto drops to (the image's own is 'mosquitto').")
+                    ] = "mosquitto",
+    cafile: CertOpt = None,
+    certfile: CertOpt = None,
+    keyfile: CertOpt = None,
 ) -> None:
-    """Run Mosquitto here, in the foreground, with the fleet's configuration (Ctrl-C stops it)."""
+    """Run Mosquitto with the fleet's configuration: here in the foreground (Ctrl-C stops it), or with --docker as
+    the container `splitinfer-<fleet>-broker` on that engine (host network, data in a named volume, restarted
+    unless stopped; an existing one is replaced)."""
+    if docker is not None:
+        _up_container(file, docker, image, volume or [], user, cafile, certfile, keyfile)
+        return
     from splitinfer.broker.local import find_mosquitto
 
     binary = find_mosquitto()
@@ -84,7 +99,45 @@ def up(
         raise FleetConfigError("mosquitto is not installed here (Debian/Ubuntu: apt install mosquitto)")
     root = workdir.resolve()
     (root / "data").mkdir(parents=True, exist_ok=True)
-    files, port = _render(file, str(root), str(root / "data") + "/", None, None, None)
+    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    files, port = _render(file, str(root), str(root / "data") + "/", cafile, certfile, keyfile,
+                          "root" if as_root else None)
     files.write(str(root))
     err_console.print(f"mosquitto on port {port} with {root}/mosquitto.conf")
     os.execv(binary, [os.path.basename(binary), "-c", str(root / "mosquitto.conf")])
+
+
+def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], user: str, cafile: Optional[str],
+                  certfile: Optional[str], keyfile: Optional[str]) -> None:
+    import time
+
+    from splitinfer.deploy import Engine
+    from splitinfer.deploy.spec import ContainerSpec
+    from splitinfer.errors import DeployError
+    from splitinfer.fleet import FleetStore
+
+    fleet = FleetStore.open(file).fleet.fleet
+    files, port = _render(file, "/mosquitto/config", "/mosquitto/data", cafile, certfile, keyfile, user)
+    name = f"splitinfer-{fleet}-broker"
+    spec = ContainerSpec(
+        name=name, image=image, command=("/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"),
+        labels={"splitinfer.fleet": fleet, "splitinfer.role": "broker"},
+        volumes=(f"{name}-data:/mosquitto/data", *volumes),
+    )
+    owner = 1883 if user == "mosquitto" else 0  # the official image's mosquitto user
+    with Engine.connect(endpoint, device="broker") as engine:
+        engine.ensure_image(image)
+        engine.remove(name)
+        engine.wait_removed(name)
+        container = engine.create(spec)
+        engine.put_files(container, {
+            "/mosquitto/config/mosquitto.conf": (files.conf.encode(), 0o644),
+            "/mosquitto/config/acl": (files.acl.encode(), 0o644),
+            "/mosquitto/config/passwd": (files.passwd.encode(), 0o600),
+        }, owner=owner)
+        engine.start(container)
+        time.sleep(2.0)
+        state = engine.container(container)
+        if state is None or not state.running:
+            raise DeployError(f"the broker container exited: {engine.last_lines(container)}", device="broker")
+    console.print(f"{name} running on {endpoint}, port {port}")

@@ -302,6 +302,29 @@ class Engine:
         except DeployError as exc:
             return f"(no logs: {exc})"
 
+    def put_files(self, container: str, files: Dict[str, Tuple[bytes, int]], *, owner: int = 0) -> None:
+        """Copy files into a (created, not yet started) container: ``{absolute path: (content, mode)}``.
+
+        Works on remote engines too (the Engine API's archive upload), unlike a bind mount.
+        """
+        import io
+        import tarfile
+
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            folders = sorted({str(Path(path).parent).lstrip("/") for path in files})
+            for folder in folders:
+                for k in range(1, len(Path(folder).parts) + 1):
+                    info = tarfile.TarInfo("/".join(Path(folder).parts[:k]))
+                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, owner, owner
+                    tar.addfile(info)
+            for path, (content, mode) in files.items():
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size, info.mode, info.uid, info.gid = len(content), mode, owner, owner
+                tar.addfile(info, io.BytesIO(content))
+        with self._translate(f"copying files into {container}"):
+            self._client.api.put_archive(container, "/", buffer.getvalue())
+
     def wait_removed(self, container: str, *, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while self.container(container) is not None and time.monotonic() < deadline:
