@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from splitinfer.errors import SplitInferError
+from splitinfer.errors import ModelError, SplitInferError
 
 __all__ = ["CSV_COLUMNS", "LocalRun", "resolve_local_model", "run_local"]
 
@@ -49,15 +49,41 @@ class LocalRun:
 
 
 def resolve_local_model(model: str, notes: List[str]) -> str:
-    """A local file, or a config Ultralytics ships. Weights are not downloaded: a missing ``yolo11n.pt`` falls
-    back to ``yolo11n.yaml`` (random weights), and says so."""
+    """A local file, or a config Ultralytics ships. Weights are not downloaded: a missing Ultralytics weights name
+    such as ``yolo11n.pt`` falls back to its config ``yolo11n.yaml`` (random weights), and says so; any other
+    missing file is an error."""
     if not model.endswith(".pt") or os.path.isfile(model):
         return model
     fallback = Path(model).with_suffix(".yaml").name
+    if os.sep in model or not _ships_config(fallback):
+        raise ModelError(f"{model}: model file not found (weights are not downloaded; pass a local .pt, or a "
+                         ".yaml config for random weights)")
     notes.append(f"{model} is not on this machine and weights are not downloaded here; using {fallback} with "
                  "random weights (detections are meaningless, timings and sizes are real). "
                  "Pass --model PATH.pt for real ones.")
     return fallback
+
+
+def _ships_config(name: str) -> bool:
+    from ultralytics.nn.tasks import yaml_model_load
+
+    try:
+        yaml_model_load(name)
+    except Exception:  # Ultralytics raises FileNotFoundError and bare Exceptions here
+        return False
+    return True
+
+
+def check_job(run: LocalRun, model: str) -> None:
+    """Fail here, before any process starts, on what the nodes would refuse: the model, the cut, the codec."""
+    from splitinfer.codec import CodecSettings
+    from splitinfer.splitting import load_model
+    from splitinfer.splitting.model import default_imgsz
+
+    loaded = load_model(model)
+    default_imgsz(loaded, run.imgsz)
+    loaded.graph.resolve_cut(run.cut)
+    CodecSettings(bits=run.bits)
 
 
 def run_local(
@@ -74,6 +100,7 @@ def run_local(
     from splitinfer.broker.topics import Topics
 
     model = resolve_local_model(run.model, run.notes)
+    check_job(run, model)
     run.out.mkdir(parents=True, exist_ok=True)
     logs = run.out / "logs"
     logs.mkdir(exist_ok=True)
@@ -135,7 +162,9 @@ def _collect(run: LocalRun, procs: Dict[str, subprocess.Popen], sub: Any, record
             next_tick = time.monotonic() + 0.2
         msg = sub.get(timeout=0.2)
         if msg is not None:
-            records.append(json.loads(msg.payload))
+            record = json.loads(msg.payload)
+            record["_received"] = msg.received_wall  # for the summary's fps; not written out
+            records.append(record)
             quiet_since = None
             if on_progress:
                 on_progress(len(records), run.frames)
@@ -148,7 +177,8 @@ def _collect(run: LocalRun, procs: Dict[str, subprocess.Popen], sub: Any, record
         if head.poll() is None:
             continue
         if head.returncode != 0:
-            raise SplitInferError(f"the head process failed (code {head.returncode}); see {run.out / 'logs/head.log'}")
+            raise SplitInferError(f"the head process failed: {_last_error(run.out / 'logs' / 'head.log')} "
+                                  f"(code {head.returncode}; see {run.out / 'logs' / 'head.log'})")
         if not head_summary:
             head_summary = json.loads(head.stdout.read() or b"{}") if head.stdout else {}
         if len(records) >= head_summary.get("frames_sent", 0):
@@ -157,6 +187,12 @@ def _collect(run: LocalRun, procs: Dict[str, subprocess.Popen], sub: Any, record
         if time.monotonic() - quiet_since > 3.0:  # the rest were dropped on the way
             return head_summary
     raise SplitInferError(f"run did not finish within {run.timeout:.0f} s; see {run.out / 'logs'}")
+
+
+def _last_error(log: Path) -> str:
+    """The last line of a node's log that names an error, for the one-line message."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if "error" in line.lower()]
+    return lines[-1].split("error:", 1)[-1].strip() if lines else "no error line in its log"
 
 
 def _stop(procs: Dict[str, subprocess.Popen]) -> None:
@@ -174,7 +210,7 @@ def _stop(procs: Dict[str, subprocess.Popen]) -> None:
 def _write_outputs(run: LocalRun, records: List[Dict[str, Any]]) -> None:
     with open(run.out / "detections.jsonl", "w") as fh:
         for record in records:
-            fh.write(json.dumps(record) + "\n")
+            fh.write(json.dumps({k: v for k, v in record.items() if not k.startswith("_")}) + "\n")
     with open(run.out / "output.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
@@ -217,7 +253,8 @@ def _percentile(values: List[float], q: float) -> Optional[float]:
 def _summary(run: LocalRun, model: str, broker_kind: str, records: List[Dict[str, Any]],
              head: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
     e2e = [r["timings"]["e2e_ms"] for r in records]
-    span = (max(r["timestamp"] for r in records) - min(r["timestamp"] for r in records)) if len(records) > 1 else 0
+    arrivals = [r["_received"] for r in records]
+    span = (max(arrivals) - min(arrivals)) if len(records) > 1 else 0  # detections per second, as delivered
     stages = {}
     for stage in CSV_COLUMNS[3:12]:
         values = [r["timings"][stage] for r in records if stage in r["timings"]]

@@ -43,3 +43,19 @@ def test_run_local_reports_a_bad_source(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "head process failed" in result.output
     assert "no such file or folder" in (tmp_path / "out" / "logs" / "head.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cut", "zz"], "unknown cut 'zz'"),
+        (["--cut", "99"], "cut 99 is out of range"),
+        (["--bits", "9"], "bits must be 2..8"),
+        (["--model", "nope.pt"], "nope.pt: model file not found"),
+        (["--imgsz", "100"], "multiple of the model's stride"),
+    ],
+)
+def test_run_local_refuses_bad_settings_before_starting_anything(tmp_path: Path, args: list, message: str) -> None:
+    result = runner.invoke(app, ["run", "--local", "--model", "yolov8n.yaml", "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "o" / "logs").exists()  # no process was started

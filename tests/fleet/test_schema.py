@@ -32,7 +32,7 @@ def test_valid_fleet_loads_with_defaults(tmp_path: Path) -> None:
     path.write_text(BASE)
     fleet = load_fleet(path)
     assert [d.id for d in fleet.devices] == ["cam-1", "cam-2", "gpu-1"]
-    assert fleet.defaults.cut == "b" and fleet.defaults.bits == 8 and fleet.defaults.batch == 1
+    assert fleet.defaults.cut == "b" and fleet.defaults.bits == 4 and fleet.defaults.batch == 1
     assert fleet.cut_for(fleet.devices[0]) == "b"
     assert fleet.image_for(fleet.devices[2]).name == "splitinfer-tail:latest"
 

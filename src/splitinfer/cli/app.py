@@ -23,7 +23,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except SplitInferError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from None
 
 

@@ -12,7 +12,7 @@ from splitinfer.errors import SplitInferError
 
 from ._console import console, err_console, print_json
 
-app = typer.Typer(help="Measure the codec (and, later, the whole system on shaped links).", no_args_is_help=True)
+app = typer.Typer(help="Measure the codec, and the whole system on shaped links.", no_args_is_help=True)
 
 
 def codec_options(

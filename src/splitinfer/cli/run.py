@@ -33,8 +33,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
     """Start a broker, the coordinator, a tail and a head as separate processes, and run a source through them."""
+    import signal
+    import sys
+
     from splitinfer.local import LocalRun, run_local
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the broker and the nodes on the way out
     if not local:
         raise SplitInferError("only --local is supported: it runs the whole system on this machine "
                               "(use `splitctl deploy` for a fleet)")
@@ -55,7 +59,10 @@ def run(
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
     for stage, v in summary["stages_ms"].items():
-        table.add_row(stage.replace("_ms", ""), str(v["p50"]), str(v["p99"]))
+        name = "e2e (queueing incl.)" if stage == "e2e_ms" else stage.replace("_ms", "")
+        table.add_row(name, str(v["p50"]), str(v["p99"]))
     console.print(table)
-    console.print(f"{summary['frames']} frames ({summary['dropped']} dropped), {summary['fps']} fps, "
-                  f"{summary['payload_bytes_mean']:,} bytes/frame → {summary['out']}/output.csv, detections.jsonl")
+    console.print(f"{summary['frames']} frames ({summary['dropped']} dropped), {summary['fps']} fps delivered, "
+                  f"{summary['payload_bytes_mean']:,} bytes/frame; e2e is capture → detections, queueing included "
+                  f"(--fps paces the source)")
+    console.print(f"→ {summary['out']}/: output.csv, detections.jsonl, frames/, logs/")

@@ -166,7 +166,7 @@ class ModelSpec(_Model):
 
 class Defaults(_Model):
     cut: Cut = "b"
-    bits: int = 8
+    bits: int = 4
     batch: int = Field(default=1, ge=1)
 
     @field_validator("cut", mode="before")

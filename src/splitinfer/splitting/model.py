@@ -148,8 +148,10 @@ def _from_yaml(source: str, seed: int) -> Any:
 
     try:
         cfg = yaml_model_load(source)  # a file, or a name Ultralytics ships ("yolo11n.yaml" = yolo11.yaml, scale n)
-    except Exception as exc:  # Ultralytics raises FileNotFoundError and bare Exceptions here
-        raise ModelError(f"{source}: config not found, neither a file nor a config Ultralytics ships ({exc})") from exc
+    except Exception as exc:  # Ultralytics raises FileNotFoundError, YAML errors and bare Exceptions here
+        if os.path.isfile(source):
+            raise ModelError(f"{source}: not a readable model config: {_first_line(exc)}") from exc
+        raise ModelError(f"{source}: config not found, neither a file nor a config Ultralytics ships") from exc
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
@@ -170,8 +172,14 @@ def _from_checkpoint(source: str) -> Any:
     try:
         net, _ = load_checkpoint(source, device="cpu", fuse=False)
     except Exception as exc:
-        raise ModelError(f"{source}: not a loadable Ultralytics checkpoint: {exc}") from exc
+        raise ModelError(f"{source}: not a loadable Ultralytics checkpoint: {_first_line(exc)}") from exc
     return net, file_sha256(source)
+
+
+def _first_line(exc: BaseException) -> str:
+    """Ultralytics' messages run on with advice to download weights; the first line is the cause."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _module_fingerprint(net: Any) -> str:
