@@ -167,8 +167,12 @@ class _Bench:
         self.spawn("tail", "coordinator", _py("-m", "splitinfer", "coordinator", *common, "--model", o.model,
                                               "--imgsz", str(o.imgsz), "--cut", cut, "--bits", str(o.bits),
                                               "--tail-batch", "1", "--max-wait-ms", "0"))
-        self.spawn("tail", "tail", _py("-m", "splitinfer", "node", "tail", *common, "--id", "tail-1",
-                                       "--threads", str(o.threads)))
+        tail_log = self.work / "tail.log"
+        offset = tail_log.stat().st_size if tail_log.exists() else 0
+        tail = self.spawn("tail", "tail", _py("-m", "splitinfer", "node", "tail", *common, "--id", "tail-1",
+                                              "--threads", str(o.threads)))
+        # a head that comes up before any tail is live gets no route, and its first frames are (rightly) dropped
+        self._wait_for_line(tail, tail_log, offset, ": assignment ", o.timeout)
         collector = self.spawn("tail", "collect", _py("-m", "splitinfer.bench.e2e_procs", "collect", *common,
                                                       "--frames", str(total), "--done-file", str(done),
                                                       "--timeout", str(o.timeout)), stdout=subprocess.PIPE)
@@ -183,6 +187,19 @@ class _Bench:
             self.stop_all()
         data = json.loads(out.decode().strip().splitlines()[-1])
         return self._split_row(rate, cut, fps, data)
+
+    def _wait_for_line(self, proc: subprocess.Popen, log: Path, offset: int, text: str, timeout: float) -> None:
+        """Until ``text`` appears in ``log`` after ``offset`` (the process's own lines); fail if it exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log, "rb") as fh:
+                fh.seek(offset)
+                if text.encode() in fh.read():
+                    return
+            if proc.poll() is not None:
+                raise SplitInferError(f"the tail exited (code {proc.returncode}); see {log}")
+            time.sleep(0.1)
+        raise SplitInferError(f"the tail did not get its assignment within {timeout:.0f} s; see {log}")
 
     def _wait(self, proc: subprocess.Popen, timeout: float, name: str) -> None:
         try:
