@@ -110,7 +110,9 @@ def run_local(
         operator = MqttClient(BrokerConfig.from_url(broker.url, client_id=f"{topics.fleet}-operator"))
         detections = operator.subscribe(topics.all_detections(), qos=0, maxsize=1_000_000, drop="newest")
         operator.connect(timeout=10)
-        procs = _start_processes(run, model, broker.url, topics.fleet, logs)
+        tail_state = operator.subscribe(topics.state("tail-1"), qos=1)
+        procs = _start_processes(run, model, broker.url, topics.fleet, logs,
+                                 before_head=lambda started: _wait_online(tail_state, started, run))
         started = time.monotonic()
         try:
             head_summary = _collect(run, procs, detections, records, on_progress, on_tick)
@@ -128,7 +130,22 @@ def _node_cmd(*args: str) -> List[str]:
     return [sys.executable, "-m", "splitinfer", *args]
 
 
-def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path) -> Dict[str, subprocess.Popen]:
+def _wait_online(sub: Any, procs: Dict[str, subprocess.Popen], run: LocalRun, timeout: float = 120.0) -> None:
+    """Until the tail says it is online: a head with no live tail gets no route and drops its frames."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = sub.get(timeout=0.2)
+        if msg is not None and msg.payload == b"online":
+            return
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                log = run.out / "logs" / f"{name}.log"
+                raise SplitInferError(f"the {name} process exited early: {_last_error(log)} (code {proc.returncode})")
+    raise SplitInferError(f"the tail did not come online within {timeout:.0f} s; see {run.out / 'logs' / 'tail.log'}")
+
+
+def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path,
+                     before_head: Callable[[Dict[str, subprocess.Popen]], None]) -> Dict[str, subprocess.Popen]:
     common = ["--broker", url, "--fleet", fleet]
     commands = {
         "coordinator": _node_cmd("coordinator", *common, "--model", model, "--imgsz", str(run.imgsz),
@@ -140,8 +157,14 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, logs: Path
     }
     from splitinfer.broker.local import _child_env
 
-    procs = {}
+    procs: Dict[str, subprocess.Popen] = {}
     for name, cmd in commands.items():
+        if name == "head":
+            try:
+                before_head(procs)
+            except BaseException:
+                _stop(procs)
+                raise
         with open(logs / f"{name}.log", "wb") as log:  # the child keeps its own handle
             procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
                                            env=_child_env())  # this very splitinfer, even from a source checkout

@@ -151,10 +151,16 @@ class NodeLink:
                 log.warning("ignoring assignment: %s", exc)
         return newest
 
-    def publish_metrics(self) -> None:
+    def publish_metrics(self, *, final: bool = False) -> None:
+        """Periodic reports go at QoS 0; the ``final`` one (at close) at QoS 1, waiting for the broker's ack, so
+        a node's last word (frames sent, source done) is not lost to the disconnect that follows."""
         data = self._metrics()
         data.update(time=time.time(), mqtt=self.mqtt.counters(), rss_mb=round(rss_mb(), 1))
-        self.mqtt.publish(self.topics.metrics(self.device_id), json.dumps(data).encode(), qos=0)
+        payload = json.dumps(data).encode()
+        if final:
+            self.mqtt.publish(self.topics.metrics(self.device_id), payload, qos=1, timeout=2.0)
+        else:
+            self.mqtt.publish(self.topics.metrics(self.device_id), payload, qos=0)
 
     def _metrics_loop(self) -> None:
         while not self._stop.wait(self._metrics_every):
@@ -167,8 +173,8 @@ class NodeLink:
         self._stop.set()
         if self.mqtt.connected:
             try:
-                self.publish_metrics()
-                self.mqtt.publish(self.topics.state(self.device_id), b"offline", qos=1, retain=True)
+                self.publish_metrics(final=True)
+                self.mqtt.publish(self.topics.state(self.device_id), b"offline", qos=1, retain=True, timeout=2.0)
             except Exception:
                 log.debug("final publish failed", exc_info=True)
         self.mqtt.close()

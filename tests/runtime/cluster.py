@@ -26,6 +26,9 @@ class Cluster:
         self.operator = MqttClient(BrokerConfig.from_url(url, client_id=f"{fleet}-operator-test"))
         self.detections = self.operator.subscribe(self.topics.all_detections(), maxsize=100_000, drop="newest")
         self.metrics_sub = self.operator.subscribe(self.topics.all_devices("metrics"), maxsize=100_000)
+        self.state_sub = self.operator.subscribe(self.topics.all_devices("state"), qos=1, maxsize=100_000)
+        self.states: Dict[str, str] = {}
+        self.tails: List[str] = []
         self.operator.connect(timeout=10)
         self._metrics: Dict[str, Dict[str, Any]] = {}
 
@@ -40,10 +43,24 @@ class Cluster:
         return self.start("coordinator", "coordinator", "--model", model, *args)
 
     def tail(self, device_id: str, *args: str) -> subprocess.Popen:
+        self.tails.append(device_id)
         return self.start(device_id, "node", "tail", "--id", device_id, *args)
 
     def head(self, device_id: str, source: str, *args: str) -> subprocess.Popen:
+        """Start a head once every tail started so far is online, as an operator would: a head that comes up
+        with no live tail gets no route and drops its first frames."""
+        for tail in self.tails:
+            self.wait_online(tail)
         return self.start(device_id, "node", "head", "--id", device_id, "--source", source, *args)
+
+    def wait_online(self, device_id: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.states.get(device_id) != "online":
+            assert time.monotonic() < deadline, f"{device_id} not online after {timeout} s\n{self.log_tails()}"
+            msg = self.state_sub.get(timeout=0.2)
+            if msg is not None:
+                self.states[self.topics.parse(msg.topic).device] = msg.payload.decode()
+            self.check_alive()
 
     def wait_detections(self, n: int, timeout: float, where: Optional[Callable[[dict], bool]] = None) -> List[dict]:
         """At least ``n`` detection records (matching ``where``), or AssertionError with the logs' tails."""
