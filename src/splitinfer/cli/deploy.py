@@ -42,10 +42,13 @@ def deploy(
 ) -> None:
     """Deploy the fleet: per device, create or replace the container `splitinfer-<ID>` when its config changed.
 
-    Tails first, then heads. An unchanged device is not restarted. A container that does not stay up is
-    replaced by the previous one again, and the rollout stops there (exit status 1, with its last log lines).
-    Cut, bits and batch never recreate a container: they are assignments the coordinator publishes over MQTT
-    (until it exists they are recorded in fleet.state.json, next to fleet.yaml).
+    Tails first, then heads; each must stay up for --grace seconds and report online over MQTT. An unchanged
+    device is not restarted. A container that does not come up is replaced by the previous one again, and the
+    rollout stops there (exit status 1, with its last log lines).
+
+    Cut, bits and batch never recreate a container: deploy publishes them in the fleet's retained policy, which
+    the coordinator (`splitctl coordinator -f fleet.yaml`) turns into live assignments; they are also recorded
+    in fleet.state.json, next to fleet.yaml.
     """
     from splitinfer.deploy import Deployer, DeployState, connect_device, plan_targets, runtime_hooks, state_path
     from splitinfer.deploy.hooks import RuntimeHooks as runtime_hooks_offline

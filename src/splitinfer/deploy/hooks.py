@@ -57,7 +57,7 @@ class AssignmentSink(Protocol):
 
 @dataclass
 class PendingAssignments:
-    """The stand-in sink: records assignments; nothing reaches the devices until the coordinator exists."""
+    """The sink when the broker cannot be reached: records assignments (deploy also writes them to the state file)."""
 
     applied: List[Assignment] = field(default_factory=list)
     reason: str = "no broker"
