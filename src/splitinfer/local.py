@@ -267,10 +267,9 @@ def _annotate(run: LocalRun, by_seq: Dict[int, Dict[str, Any]]) -> None:
 
 
 def _percentile(values: List[float], q: float) -> Optional[float]:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+    from splitinfer.runtime import percentile
+
+    return round(percentile(sorted(values), q), 2) if values else None
 
 
 def _summary(run: LocalRun, model: str, broker_kind: str, records: List[Dict[str, Any]],

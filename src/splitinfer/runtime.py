@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Optional
+from typing import Any, Callable, Deque, Dict, Optional, Sequence
 
 from splitinfer import __version__
 from splitinfer.broker.client import MqttClient, Subscription
@@ -82,11 +82,13 @@ class LatencyStats:
     def summary(self) -> Dict[str, Dict[str, float]]:
         with self._lock:
             snapshot = {k: sorted(v) for k, v in self._samples.items() if v}
-        return {k: {"p50": _pct(v, 0.50), "p99": _pct(v, 0.99)} for k, v in snapshot.items()}
+        return {k: {"p50": round(percentile(v, 0.50), 3), "p99": round(percentile(v, 0.99), 3)}
+                for k, v in snapshot.items()}
 
 
-def _pct(ordered: Any, q: float) -> float:
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending, non-empty sequence."""
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class NodeLink:
@@ -249,8 +251,3 @@ def setup_logging(verbose: bool = False) -> None:
         level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
-
-
-def wait_all(events: Iterable[threading.Event], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    return all(e.wait(max(0.0, deadline - time.monotonic())) for e in events)

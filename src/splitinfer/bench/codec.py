@@ -47,13 +47,13 @@ def run_codec_bench(
 ) -> Dict[str, Any]:
     """Run every frame of ``source`` through head → encode → decode → tail, and the whole model beside it."""
     import cv2
-    import numpy as np
     import torch
 
     from splitinfer.codec import Codec
     from splitinfer.sources import open_source
     from splitinfer.splitting import load_model, postprocess, split, to_batch
     from splitinfer.splitting.model import default_imgsz
+    from splitinfer.splitting.preprocess import letterboxed_uint8
 
     from .metrics import mean_average_precision
 
@@ -93,9 +93,7 @@ def run_codec_bench(
         pred = postprocess(out, metas, conf=0.001, end2end=model.end2end, names=names)[0]
         references.append((ref.boxes, ref.classes))
         predictions.append((pred.boxes, pred.scores, pred.classes))
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(
-            (x[0].permute(1, 2, 0).float().cpu().numpy() * 255).round().astype(np.uint8), cv2.COLOR_RGB2BGR),
-            [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ok, jpeg = cv2.imencode(".jpg", letterboxed_uint8(frame.image, imgsz), [cv2.IMWRITE_JPEG_QUALITY, 90])
         result = FrameResult(
             frame=frame.name or str(frame.index), values=features.numel, payload_bytes=len(blob),
             bits_per_value=8.0 * len(blob) / features.numel, jpeg_bytes=len(jpeg) if ok else 0,

@@ -6,7 +6,6 @@ What the edge container runs (``splitctl node head``). Knows nothing of Docker o
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any, Dict, Optional
@@ -236,12 +235,3 @@ class _Rate:
             return 0.0
         span = max(now - recent[0][0], 1e-6)
         return round(sum(n for _, n in recent) / span, 2)
-
-
-def resolve_model_path(name: str, model_dir: str) -> str:
-    """A model named in an assignment, as this node sees it: absolute, relative to ``model_dir``, or as given."""
-    if model_dir and not os.path.isabs(name):
-        candidate = os.path.join(model_dir, name)
-        if os.path.exists(candidate):
-            return candidate
-    return name

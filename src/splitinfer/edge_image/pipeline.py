@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
@@ -16,10 +17,17 @@ __all__ = ["HeadPipeline", "load_assigned_model"]
 _MODELS: Dict[Tuple[str, str, bool], Model] = {}
 
 
+def resolve_model_path(name: str, model_dir: str) -> str:
+    """A model named in an assignment, as this node sees it: absolute, relative to ``model_dir``, or as given."""
+    if model_dir and not os.path.isabs(name):
+        candidate = os.path.join(model_dir, name)
+        if os.path.exists(candidate):
+            return candidate
+    return name
+
+
 def load_assigned_model(assignment: Assignment, *, model_dir: str, device: str, half: bool) -> Model:
     """The assignment's model, checked against its sha256 and cached for the next assignment."""
-    from .head import resolve_model_path
-
     path = resolve_model_path(assignment.model, model_dir)
     key = (path, device, half)
     if key not in _MODELS:
