@@ -95,6 +95,19 @@ def test_decompression_bomb_is_bounded() -> None:
         Codec().decode(forged)
 
 
+def test_payload_short_of_its_declared_size() -> None:
+    # the frame declares exactly the size the tensors need (the one-call path), but its blocks end early
+    fs = make_features(((1, 2, 4, 4),))
+    good = Codec(bits=8, layout="bytes").encode(fs)
+    body = good[:-4]
+    size_at = len(body) - _payload_len(good) - 4
+    short = zstandard.ZstdCompressor(level=1).compress(bytes(32))
+    assert zstandard.frame_content_size(short) == 32
+    forged = reseal(body[:size_at] + struct.pack("<I", len(short) - 3) + short[:-3])
+    with pytest.raises(CodecError, match="does not decompress"):
+        Codec().decode(forged)
+
+
 def _payload_len(blob: bytes) -> int:
     # the payload length field sits just before the payload; find it by trying every offset
     body = blob[:-4]

@@ -25,7 +25,7 @@ def test_planes_match_the_definition_and_invert(bits: int, n: int) -> None:
 
 
 def test_every_symbol_pattern_unpacks() -> None:
-    # all 2**16 byte pairs of two planes, plus an odd third plane: exercises the pair tables fully
+    # all 2**16 byte pairs of two planes, plus a third plane: every bit pattern of every plane position
     lo, hi = np.divmod(np.arange(1 << 16), 256)
     planes = np.stack([lo, hi, lo ^ hi]).astype(np.uint8)
     out = unpack(planes.reshape(-1), 8 << 16, 3, PLANES)

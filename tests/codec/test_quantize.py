@@ -5,6 +5,7 @@ from typing import Tuple
 import pytest
 import torch
 
+from splitinfer import Codec, FeatureSet
 from splitinfer.codec.quantize import FP16_MAX, FP16_TINY, fit, groups, quantize
 
 
@@ -50,3 +51,30 @@ def test_fit_matches_the_torch_definition(scale: float) -> None:
         ref_step, ref_zp = reference_fit(g, bits)
         assert step.dtype == zp.dtype == torch.float32
         assert torch.equal(step, ref_step) and torch.equal(zp, ref_zp)
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_in_range_fast_path_gives_the_same_symbols(bits: int) -> None:
+    # values exactly at each group's min and max, and between: skipping the float clamp changes nothing
+    gen = torch.Generator().manual_seed(bits)
+    x = torch.nn.functional.silu(torch.randn(2, 7, 999, generator=gen) * 4)
+    x[..., 0], x[..., 1] = x.amin(-1), x.amax(-1)
+    g = groups(x, per_channel=True)
+    step, zp = fit(g, bits)
+    fast = quantize(g, step, zp, bits, in_range=True)
+    assert torch.equal(fast, quantize(g, step, zp, bits))
+    assert int(fast.max()) <= (1 << bits) - 1
+
+
+def test_spans_beyond_fp16_saturate_instead_of_wrapping() -> None:
+    # a span over fp16's max saturates the step: values then leave the fitted range, and the encoder must
+    # clamp them (never let a float above 255 wrap around in the uint8 cast)
+    x = torch.linspace(0, 5e7, 4096).reshape(1, 1, 4096)
+    out = Codec(bits=4, granularity="tensor").decode(Codec(bits=4, granularity="tensor").encode(features_of(x)))
+    y = out.tensors[0]
+    assert float(y.min()) >= 0 and float(y.max()) == 15 * FP16_MAX
+    assert bool((y[0, 0, 1:] >= y[0, 0, :-1]).all())  # monotone: nothing wrapped to a small symbol
+
+
+def features_of(x: torch.Tensor) -> FeatureSet:
+    return FeatureSet(cut=1, layers=(0,), tensors=(x,), input_shape=(8, 8), model="test")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -15,7 +15,7 @@ from ..features import FeatureSet, FrameMeta
 from . import format as wire
 from .delta import DecoderKey, EncoderKey, KeyStore, Signature, unzigzag, zigzag
 from .pack import LAYOUTS, pack, packed_size, unpack
-from .quantize import dequantize, fit, groups, quantize
+from .quantize import FP16_MAX, dequantize, fit_range, groups, quantize, ranges
 from .settings import CodecSettings
 
 __all__ = ["Codec"]
@@ -24,6 +24,13 @@ TORCH_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # index = wire dt
 MAX_FRAMES = 4096
 MAX_TENSORS = 256
 MAX_DIM = 2**31 - 1
+
+
+class _Fit(NamedTuple):
+    groups: torch.Tensor  # [B, G, M] view of the tensor
+    step: torch.Tensor  # [B, G] float32 (fp16-exact) on the tensor's device
+    zp: torch.Tensor  # [B, G] float32 integers
+    in_range: bool  # every value lies inside its group's range (min/max fit, no saturated step)
 
 
 @dataclass
@@ -54,7 +61,7 @@ class Codec:
             raise CodecError(f"codec: {exc}") from exc
         self._encoder_keys: KeyStore[EncoderKey] = KeyStore(max_sources)
         self._decoder_keys: KeyStore[DecoderKey] = KeyStore(max_sources)
-        self._zc = zstandard.ZstdCompressor(level=self.settings.level)
+        self._zc = _compressor(self.settings.level)
         self._zd = zstandard.ZstdDecompressor()
 
     @classmethod
@@ -79,14 +86,46 @@ class Codec:
         headers = [_tensor_plan(features, i, s) for i in range(len(features.tensors))]
         signature = _signature(features.model, features.cut, features.layers, headers)
         kinds, keys = self._plan_kinds(frames, signature)
+        fits = self._fit(features.tensors, headers)
         encoded = [
-            self._encode_tensor(t, h, kinds, keys, ti) for ti, (t, h) in enumerate(zip(features.tensors, headers))
+            self._encode_tensor(t, h, f, kinds, keys, ti)
+            for ti, (t, h, f) in enumerate(zip(features.tensors, headers, fits))
         ]
         self._remember(frames, kinds, signature, encoded)
 
         raw = np.concatenate([e.packed for e in encoded]) if len(encoded) > 1 else encoded[0].packed
         payload = self._zc.compress(raw.data)
         return self._serialize(features, frames, kinds, keys, [e.header for e in encoded], payload)
+
+    def _fit(self, tensors: Sequence[torch.Tensor], headers: List[wire.TensorHeader]) -> List[Optional[_Fit]]:
+        """Steps and zero points of every quantized tensor (None for float ones), fitted in one numpy call."""
+        found = []
+        for t, h in zip(tensors, headers):
+            if h.scheme != wire.SCHEME_FLOAT:
+                g = groups(t.detach(), h.scheme == wire.SCHEME_CHANNEL)
+                found.append((g, *ranges(g, self.settings.clip)))
+        if not found:
+            return [None] * len(tensors)
+        lo = torch.cat([f[1].reshape(-1).cpu() for f in found]).numpy()
+        hi = torch.cat([f[2].reshape(-1).cpu() for f in found]).numpy()
+        bits = np.repeat([h.bits for h in headers if h.scheme != wire.SCHEME_FLOAT], [f[1].numel() for f in found])
+        steps, zps = fit_range(lo, hi, bits)
+        # min/max ranges hold every value, unless a span beyond fp16's range saturated a step
+        in_range = self.settings.clip == 1.0 and bool(np.all(np.maximum(hi, 0) - np.minimum(lo, 0) <= FP16_MAX))
+        fits: List[Optional[_Fit]] = []
+        at = 0
+        it = iter(found)
+        for h in headers:
+            if h.scheme == wire.SCHEME_FLOAT:
+                fits.append(None)
+                continue
+            g = next(it)[0]
+            n = g.shape[0] * g.shape[1]
+            step = torch.from_numpy(steps[at : at + n]).view(g.shape[:2]).to(g.device)
+            zp = torch.from_numpy(zps[at : at + n]).view(g.shape[:2]).to(g.device)
+            fits.append(_Fit(g, step, zp, in_range))
+            at += n
+        return fits
 
     def _plan_kinds(
         self, frames: Sequence[FrameMeta], signature: Signature
@@ -111,19 +150,25 @@ class Codec:
         return kinds, keys
 
     def _encode_tensor(
-        self, t: torch.Tensor, h: wire.TensorHeader, kinds: List[int], keys: List[Optional[EncoderKey]], ti: int
+        self,
+        t: torch.Tensor,
+        h: wire.TensorHeader,
+        fitted: Optional[_Fit],
+        kinds: List[int],
+        keys: List[Optional[EncoderKey]],
+        ti: int,
     ) -> _Encoded:
         layout = h.layout
-        if h.scheme == wire.SCHEME_FLOAT:
+        if fitted is None:
             dtype = torch.float16 if h.bits == 16 else torch.float32
             raw = t.detach().to(dtype).cpu().contiguous().numpy().view(np.uint8).reshape(-1)
             return _Encoded(h, raw, None, None, None)
-        g = groups(t.detach(), h.scheme == wire.SCHEME_CHANNEL)
-        step, zp = fit(g, h.bits, self.settings.clip)
+        g, step, zp, in_range = fitted
         for b, key in enumerate(keys):
-            if key is not None:
+            if key is not None:  # a delta frame keeps its keyframe's steps; its values may leave that range
                 step[b], zp[b] = key.steps[ti], key.zps[ti]
-        symbols = quantize(g, step, zp, h.bits)
+                in_range = False
+        symbols = quantize(g, step, zp, h.bits, in_range=in_range)
         coded = symbols
         if any(k == wire.KIND_DELTA for k in kinds):
             coded = symbols.clone()
@@ -292,12 +337,16 @@ class Codec:
     def _bounded_decompress(self, payload: memoryview, expected: int) -> bytes:
         """Decompress at most ``expected + 1`` bytes, whatever the frame claims.
 
-        (``ZstdDecompressor.decompress`` trusts a content size written in the frame header over
-        ``max_output_size``, so a forged header could make it allocate gigabytes; a stream reader cannot.)
+        A frame declaring exactly ``expected`` bytes (what our encoder writes) is decompressed in one call into
+        a buffer of that size. Any other declared size is refused before anything is allocated
+        (``ZstdDecompressor.decompress`` would trust it, so a forged header could make it allocate gigabytes),
+        and a frame without one is streamed, reading no more than ``expected + 1`` bytes.
         """
         try:
             declared = zstandard.frame_content_size(payload)
-            if declared >= 0 and declared != expected:
+            if declared == expected:
+                return self._zd.decompress(payload)
+            if declared >= 0:
                 raise CodecError(f"codec: payload declares {declared} bytes, its tensors need {expected}")
             reader = self._zd.stream_reader(payload)
             chunks: List[bytes] = []
@@ -364,6 +413,19 @@ class Codec:
             tensors.append(values.reshape(h.shape).to(dtype))
             all_symbols.append(symbols)
         return tensors, all_symbols
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    """zstd at ``level``; level 1 (the default) with a 64-entry hash table and 7-byte minimum matches.
+
+    Bit planes repeat at short range (runs of zero bytes in the high planes): on the realistic checkpoint's
+    planes a tiny hash table finds those matches as well as the default one does, with fewer cache misses:
+    ~20 % faster and ~0.2 % smaller than zstd's own level 1 (docs/wire-format.md). Decoders need nothing.
+    """
+    if level != 1:
+        return zstandard.ZstdCompressor(level=level)
+    params = zstandard.ZstdCompressionParameters.from_level(1, hash_log=6, min_match=7)
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
 def _payload_size(h: wire.TensorHeader) -> int:

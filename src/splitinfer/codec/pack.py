@@ -8,12 +8,10 @@ Two layouts, both ``ceil(n / 8) * bits`` bytes for ``n`` symbols:
 * ``BYTES``: one symbol per byte, unpacked (``n`` bytes); zstd's Huffman stage then sees the symbol histogram.
 
 Packing runs on the symbols' own device: torch ops on a GPU (so only packed bytes cross to the CPU), numpy's
-``packbits`` on a CPU; unpacking runs in numpy on the CPU. No per-value Python loops anywhere.
+``packbits`` on a CPU; unpacking runs on the CPU. No per-value Python loops anywhere.
 """
 
 from __future__ import annotations
-
-from typing import Dict
 
 import numpy as np
 import torch
@@ -59,38 +57,17 @@ def pack_planes(symbols: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.cat(planes)
 
 
-# byte -> its 8 bits spread over 8 bytes (most significant first), as one little-endian uint64
-_SPREAD = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).copy().view("<u8").reshape(256)
-_PAIRS: Dict[int, np.ndarray] = {}
-
-
-def _pair_table(p: int) -> np.ndarray:
-    """uint16 ``lo | hi << 8`` (bytes of planes ``p`` and ``p + 1``) -> 8 symbols' bits ``p`` and ``p + 1``.
-
-    One lookup unpacks two planes (512 KiB per table, built on first use), twice as fast as one per plane.
-    """
-    table = _PAIRS.get(p)
-    if table is None:
-        index = np.arange(1 << 16)
-        table = (_SPREAD[index & 0xFF] << np.uint64(p)) | (_SPREAD[index >> 8] << np.uint64(p + 1))
-        _PAIRS[p] = table
-    return table
-
-
 def unpack(data: np.ndarray, n: int, bits: int, layout: int) -> np.ndarray:
     """Inverse of :func:`pack`: ``data`` (uint8, exactly :func:`packed_size` bytes) to ``n`` uint8 symbols."""
     if layout == BYTES:
         return data[:n].copy()
     planes = data.reshape(bits, -1)
-    out = np.zeros(planes.shape[1], dtype="<u8")
-    part = np.empty_like(out)
-    index = np.empty(planes.shape[1], dtype=np.uint16)
-    for p in range(0, bits - 1, 2):
-        np.left_shift(planes[p + 1], 8, out=index, dtype=np.uint16)
-        index |= planes[p]
-        _pair_table(p).take(index, out=part)
-        out |= part
-    if bits % 2:
-        np.left_shift(_SPREAD, np.uint64(bits - 1)).take(planes[bits - 1], out=part)
-        out |= part
-    return out.view(np.uint8)[:n]
+    # numpy's unpackbits spreads a plane to one 0/1 byte per symbol; torch's uint8 shift and or (vectorized,
+    # ~20x faster than numpy's uint8 ufuncs here) stack the planes. Faster than 64 Ki-entry lookup tables,
+    # which fall out of cache between frames (measured in docs/wire-format.md).
+    out = torch.from_numpy(np.unpackbits(planes[0]))
+    for p in range(1, bits):
+        plane = torch.from_numpy(np.unpackbits(planes[p]))
+        plane <<= p
+        out |= plane
+    return out.numpy()[:n]

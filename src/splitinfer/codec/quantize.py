@@ -13,14 +13,14 @@ of min/max; values outside saturate.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Tuple, Union
 
 import numpy as np
 import torch
 
 from ..errors import CodecError
 
-__all__ = ["dequantize", "fit", "fit_range", "groups", "quantize"]
+__all__ = ["dequantize", "fit", "fit_range", "groups", "quantize", "ranges"]
 
 FP16_MAX = 65504.0
 FP16_TINY = 2.0**-24  # the smallest positive fp16 (subnormal)
@@ -35,33 +35,40 @@ def groups(x: torch.Tensor, per_channel: bool) -> torch.Tensor:
     return x.reshape(batch, n_groups, per_group)
 
 
-def fit(g: torch.Tensor, bits: int, clip: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Step (fp32 holding fp16-exact values) and zero point (float) per group of ``g`` ``[B, G, M]``."""
+def ranges(g: torch.Tensor, clip: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Per-group ``(lo, hi)`` of ``g`` ``[B, G, M]`` (float32 ``[B, G]`` on ``g``'s device): min/max, or quantiles."""
     if g.shape[-1] == 0:
-        ones = g.new_ones(g.shape[:2], dtype=torch.float32)
-        return ones, ones * 0
+        zeros = g.new_zeros(g.shape[:2], dtype=torch.float32)
+        return zeros, zeros
     if clip < 1.0:
         sample = g[..., :: max(1, g.shape[-1] // CLIP_SAMPLE)].float()
         n = sample.shape[-1]
         lo = sample.kthvalue(max(1, int((1 - clip) * n)), dim=-1).values
         hi = sample.kthvalue(max(1, min(n, round(clip * n))), dim=-1).values
-    else:
-        lo = g.amin(dim=-1).float()
-        hi = g.amax(dim=-1).float()
+        return lo, hi
+    return g.amin(dim=-1).float(), g.amax(dim=-1).float()
+
+
+def fit(g: torch.Tensor, bits: int, clip: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Step (fp32 holding fp16-exact values) and zero point (float) per group of ``g`` ``[B, G, M]``."""
+    lo, hi = ranges(g, clip)
     # the per-group arithmetic is a few values a frame: numpy on the CPU beats ~20 tiny torch ops (on a GPU,
     # a launch and a sync each); the encoder needs the steps on the CPU for the header anyway
     step, zp = fit_range(lo.cpu().numpy(), hi.cpu().numpy(), bits)
     return torch.from_numpy(step).to(g.device), torch.from_numpy(zp).to(g.device)
 
 
-def fit_range(lo: np.ndarray, hi: np.ndarray, bits: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Step and zero point (both float32) for groups spanning ``[lo, hi]`` (float32 arrays of one shape)."""
+def fit_range(lo: np.ndarray, hi: np.ndarray, bits: Union[int, np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """Step and zero point (both float32) for groups spanning ``[lo, hi]`` (float32 arrays of one shape).
+
+    ``bits`` is one width, or an integer array of the same shape (the encoder fits all its tensors at once).
+    """
     if not (np.isfinite(lo).all() and np.isfinite(hi).all()):
         raise CodecError("codec: cannot quantize a tensor holding NaN or infinity")
     f32 = np.float32
     lo = np.minimum(lo, f32(0))
     hi = np.maximum(hi, f32(0))
-    levels = f32((1 << bits) - 1)
+    levels = (np.left_shift(1, bits) - 1).astype(f32)
     exact = np.clip((hi - lo) / levels, f32(FP16_TINY), f32(FP16_MAX))
     step = exact.astype(np.float16).astype(f32)
     # round up to the next fp16 where rounding went down, so (L - 1) steps still span [lo, hi]
@@ -71,14 +78,28 @@ def fit_range(lo: np.ndarray, hi: np.ndarray, bits: int) -> Tuple[np.ndarray, np
     return step, zp
 
 
-def quantize(g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int) -> torch.Tensor:
-    """Symbols (uint8, same shape as ``g``) on ``g``'s device: ``floor(x / step + zp + 0.5)``, clamped."""
+def quantize(
+    g: torch.Tensor, step: torch.Tensor, zp: torch.Tensor, bits: int, *, in_range: bool = False
+) -> torch.Tensor:
+    """Symbols (uint8, same shape as ``g``) on ``g``'s device: ``floor(x / step + zp + 0.5)``, clamped.
+
+    ``in_range``: the caller vouches that every value lies in the range the steps were fitted to (min/max,
+    no clipping), so ``x / step + zp + 0.5`` cannot fall below 0 by more than rounding: truncation already
+    floors it to 0, and only the top needs clamping, on the uint8 symbols (a quarter of the bytes). At 8 bits
+    the top overshoot (256) would wrap in uint8, so 8 bits always clamps the floats.
+    """
+    top = (1 << bits) - 1
+    in_range = in_range and bits < 8
     q = torch.mul(g.float(), (1.0 / step)[..., None])
-    q.add_((zp + 0.5)[..., None]).clamp_(0, (1 << bits) - 0.5)
+    q.add_((zp + 0.5)[..., None])
+    if not in_range:
+        q.clamp_(0, top + 0.5)
     # truncation of a non-negative value: the floor. On a CPU numpy's cast is ~6x faster than torch's.
-    if q.device.type == "cpu":
-        return torch.from_numpy(q.detach().numpy().astype(np.uint8))
-    return q.to(torch.uint8)
+    cpu = q.device.type == "cpu"
+    symbols = torch.from_numpy(q.detach().numpy().astype(np.uint8)) if cpu else q.to(torch.uint8)
+    if in_range:
+        symbols.clamp_(max=top)  # torch's uint8 clamp: numpy's minimum on uint8 is ~20x slower
+    return symbols
 
 
 def dequantize(symbols: torch.Tensor, step: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
