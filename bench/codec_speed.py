@@ -2,8 +2,10 @@
 
     PYTHONPATH=src python bench/codec_speed.py                  # yolo11n.yaml at 640, cut b, bus.jpg
     PYTHONPATH=src python bench/codec_speed.py --threads 2 --bits 2 4 8
+    PYTHONPATH=src python bench/codec_speed.py --model "$(scripts/fetch-weights)"   # the realistic YOLOv8s
 
-Runs single-threaded by default (a fair, quiet measurement on a shared box). The seed codec's per-value Python
+Runs single-threaded by default (a fair, quiet measurement on a shared box). Times are medians: of ``--repeat``
+runs for splitinfer's codec and the head, of ``--seed-repeat`` runs for the seed codec, whose per-value Python
 loops are timed on the whole live set unless ``--seed-values`` is smaller, in which case its time is scaled
 linearly and the output says so. Prints a table and writes bench/results/codec_speed.json.
 """
@@ -41,7 +43,8 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 8])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--seed-repeat", type=int, default=3)
     parser.add_argument("--seed-values", type=int, default=0, help="time the seed codec on this many values")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -65,15 +68,20 @@ def main() -> None:
         f"head {head_ms:.1f} ms on {args.threads} thread(s)"
     )
 
+    # each --bits at its defaults, then the seed's own quantization (4 bits on every tensor, one step per tensor):
+    # the same work as the seed, done the vectorized way
+    settings = [(f"splitinfer bits={b}", {"bits": b}) for b in args.bits]
+    settings.append(("splitinfer, seed's settings", {"bits": 4, "granularity": "tensor", "coarse_extra_bits": 0}))
     rows: List[Dict[str, Any]] = []
-    for bits in args.bits:
-        codec, decoder = Codec(bits=bits), Codec()
+    for name, options in settings:
+        codec, decoder = Codec(**options), Codec()
         blob = codec.encode(features)
         enc = timed(lambda c=codec: c.encode(features), args.repeat)
         dec = timed(lambda b=blob, d=decoder: d.decode(b), args.repeat)
         rows.append(
             {
-                "codec": f"splitinfer bits={bits}",
+                "codec": name,
+                "settings": codec.describe(),
                 "bits_per_value": 8 * len(blob) / n,
                 "encode_ms": enc,
                 "decode_ms": dec,
@@ -87,12 +95,9 @@ def main() -> None:
     if args.seed_values and args.seed_values < n:
         flat = torch.cat([t.flatten() for t in seed_tensors])[: args.seed_values]
         seed_tensors, scale = [flat], n / args.seed_values
-    t = time.perf_counter()
     seed_blob = seed_encode(seed_tensors)
-    seed_enc = (time.perf_counter() - t) * 1000 * scale
-    t = time.perf_counter()
-    seed_decode(seed_blob)
-    seed_dec = (time.perf_counter() - t) * 1000 * scale
+    seed_enc = timed(lambda: seed_encode(seed_tensors), args.seed_repeat) * scale
+    seed_dec = timed(lambda: seed_decode(seed_blob), args.seed_repeat) * scale
     note = f"timed on {args.seed_values} values, scaled x{scale:.2f}" if scale != 1.0 else "timed on all values"
     rows.append(
         {
@@ -123,6 +128,8 @@ def main() -> None:
         "layer": head.cut,
         "values": n,
         "threads": args.threads,
+        "repeat": args.repeat,
+        "seed_repeat": args.seed_repeat,
         "head_ms": head_ms,
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
