@@ -29,6 +29,9 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
+PREDICTION_GRACE_S = 10.0
+
+
 def _client(url: str, name: str) -> Any:
     from splitinfer.broker.client import MqttClient
     from splitinfer.broker.config import BrokerConfig
@@ -38,7 +41,7 @@ def _client(url: str, name: str) -> Any:
 
 def collect(args: argparse.Namespace) -> Dict[str, Any]:
     """Detections of ``--head`` until ``--frames`` arrived, the head process is done (``--done-file``) and quiet,
-    or ``--timeout``; plus the head's latest assignment."""
+    or ``--timeout``; plus the head's assignments (waiting up to PREDICTION_GRACE_S for one with a prediction)."""
     import os
 
     from splitinfer.broker.topics import Topics
@@ -64,6 +67,13 @@ def collect(args: argparse.Namespace) -> Dict[str, Any]:
                 if time.monotonic() - quiet_since > 3.0:
                     break
         assignments += [json.loads(m.payload) for m in assigns.drain() if m.payload]
+        # a short run can end before the coordinator has both profiles and re-plans with a prediction: give it
+        # a moment (the head published its profile before its first frame), so the row can compare the two
+        grace = min(deadline, time.monotonic() + PREDICTION_GRACE_S)
+        while not any(a.get("predicted_ms") is not None for a in assignments) and time.monotonic() < grace:
+            msg = assigns.get(timeout=0.2)
+            if msg is not None and msg.payload:
+                assignments.append(json.loads(msg.payload))
     finally:
         client.close(timeout=0.5)
     return {"records": [_slim(r) for r in records], "assignments": assignments}
