@@ -7,14 +7,17 @@ Two layouts, both ``ceil(n / 8) * bits`` bytes for ``n`` symbols:
   squeezes to nearly nothing; measured smaller than the alternatives on real feature maps (docs/wire-format.md).
 * ``BYTES``: one symbol per byte, unpacked (``n`` bytes); zstd's Huffman stage then sees the symbol histogram.
 
-Packing runs on the symbols' own device: torch ops on a GPU (so only packed bytes cross to the CPU), numpy's
-``packbits`` on a CPU; unpacking runs on the CPU. No per-value Python loops anywhere.
+Packing runs on the symbols' own device: torch ops on a GPU (so only packed bytes cross to the CPU); on a CPU the
+AVX2 kernels where they run (simd.py), else numpy's ``packbits``. Unpacking runs on the CPU, the same way. No
+per-value Python loops anywhere.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from . import simd
 
 __all__ = ["BYTES", "LAYOUTS", "PLANES", "pack", "pack_planes", "packed_size", "unpack"]
 
@@ -36,6 +39,11 @@ def pack(symbols: torch.Tensor, bits: int, layout: int) -> np.ndarray:
         return symbols.reshape(-1).cpu().numpy()
     if symbols.device.type == "cpu":  # numpy's packbits is ~10x faster than torch ops on a CPU
         flat = symbols.reshape(-1).numpy()
+        k = simd.kernels
+        if k is not None:
+            out = np.empty(packed_size(flat.size, bits, PLANES), dtype=np.uint8)
+            k.pack_planes(flat, bits, out)
+            return out
         return np.concatenate([np.packbits(flat & np.uint8(1 << p)) for p in range(bits)])
     return pack_planes(symbols, bits).cpu().numpy()
 
@@ -61,6 +69,11 @@ def unpack(data: np.ndarray, n: int, bits: int, layout: int) -> np.ndarray:
     """Inverse of :func:`pack`: ``data`` (uint8, exactly :func:`packed_size` bytes) to ``n`` uint8 symbols."""
     if layout == BYTES:
         return data[:n].copy()
+    k = simd.kernels
+    if k is not None:
+        symbols = np.empty(n, dtype=np.uint8)
+        k.unpack_planes(np.ascontiguousarray(data), n, bits, symbols)
+        return symbols
     planes = data.reshape(bits, -1)
     # numpy's unpackbits spreads a plane to one 0/1 byte per symbol; torch's uint8 shift and or (vectorized,
     # ~20x faster than numpy's uint8 ufuncs here) stack the planes. Faster than 64 Ki-entry lookup tables,

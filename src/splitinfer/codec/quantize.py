@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import CodecError
+from . import simd
 
 __all__ = ["dequantize", "fit", "fit_range", "groups", "quantize", "ranges"]
 
@@ -45,6 +46,12 @@ def ranges(g: torch.Tensor, clip: float = 1.0) -> Tuple[torch.Tensor, torch.Tens
         n = sample.shape[-1]
         lo = sample.kthvalue(max(1, int((1 - clip) * n)), dim=-1).values
         hi = sample.kthvalue(max(1, min(n, round(clip * n))), dim=-1).values
+        return lo, hi
+    k = simd.kernels
+    if k is not None and g.device.type == "cpu" and g.dtype == torch.float32:  # one pass instead of two
+        x = g.detach().contiguous()
+        lo, hi = torch.empty(g.shape[:2], dtype=torch.float32), torch.empty(g.shape[:2], dtype=torch.float32)
+        k.minmax(x.numpy(), x.shape[-1], lo.numpy(), hi.numpy())
         return lo, hi
     return g.amin(dim=-1).float(), g.amax(dim=-1).float()
 
@@ -89,9 +96,18 @@ def quantize(
     the top overshoot (256) would wrap in uint8, so 8 bits always clamps the floats.
     """
     top = (1 << bits) - 1
+    inv = 1.0 / step
+    bias = zp + 0.5
+    k = simd.kernels
+    if k is not None and g.device.type == "cpu":  # one pass, clamping in float (the same symbols either way)
+        x = g.detach().float().contiguous()
+        out = np.empty(x.shape, dtype=np.uint8)
+        k.quantize(x.numpy(), inv.float().contiguous().numpy(), bias.float().contiguous().numpy(), x.shape[-1],
+                   top + 0.5, out)
+        return torch.from_numpy(out)
     in_range = in_range and bits < 8
-    q = torch.mul(g.float(), (1.0 / step)[..., None])
-    q.add_((zp + 0.5)[..., None])
+    q = torch.mul(g.float(), inv[..., None])
+    q.add_(bias[..., None])
     if not in_range:
         q.clamp_(0, top + 0.5)
     # truncation of a non-negative value: the floor. On a CPU numpy's cast is ~6x faster than torch's.
@@ -104,5 +120,13 @@ def quantize(
 
 def dequantize(symbols: torch.Tensor, step: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
     """Float32 values from symbols ``[B, G, M]`` and per-group ``step``/``zp`` ``[B, G]``."""
+    offset = zp * step
+    k = simd.kernels
+    if k is not None and symbols.device.type == "cpu":
+        s = symbols.contiguous()
+        out = torch.empty(s.shape, dtype=torch.float32)
+        k.dequantize(s.numpy(), step.float().contiguous().numpy(), offset.float().contiguous().numpy(), s.shape[-1],
+                     out.numpy())
+        return out
     out = symbols.to(torch.float32)
-    return out.mul_(step[..., None]).sub_((zp * step)[..., None])
+    return out.mul_(step[..., None]).sub_(offset[..., None])
