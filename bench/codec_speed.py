@@ -54,6 +54,7 @@ def main() -> None:
 
     from seed_codec import seed_decode, seed_encode
     from splitinfer import Codec
+    from splitinfer.codec import simd
     from splitinfer.splitting import load_model, split, to_batch
 
     model = load_model(args.model)
@@ -65,7 +66,7 @@ def main() -> None:
     head_ms = timed(lambda: head(x, metas), args.repeat)  # as many runs as the codec: % head is a ratio
     print(
         f"{args.model} cut {args.cut} (layer {head.cut}), live {list(features.layers)}: {n} values; "
-        f"head {head_ms:.1f} ms on {args.threads} thread(s)"
+        f"head {head_ms:.1f} ms on {args.threads} thread(s); codec: {simd.status()}"
     )
 
     # each --bits at its defaults, then the seed's own quantization (4 bits on every tensor, one step per tensor):
@@ -128,6 +129,7 @@ def main() -> None:
         "layer": head.cut,
         "values": n,
         "threads": args.threads,
+        "kernels": simd.status(),
         "repeat": args.repeat,
         "seed_repeat": args.seed_repeat,
         "head_ms": head_ms,

@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional
 
+from ..codec import simd
+
 __all__ = ["FrameResult", "run_codec_bench"]
 
 
@@ -115,7 +117,7 @@ def run_codec_bench(
     total_values = sum(r.values for r in results)
     return {
         "model": model.source, "cut": head.cut, "live_layers": list(head.live), "imgsz": imgsz,
-        "device": str(model.device),
+        "device": str(model.device), "kernels": simd.status(),
         "codec": codec.describe() if hasattr(codec, "describe") else dict(codec_options or {}),
         "frames": len(results), "reference_boxes": int(sum(len(r[0]) for r in references)),
         "bits_per_value": 8.0 * total_bytes / total_values,
