@@ -50,11 +50,13 @@ def test_ranges_match(per_row: int) -> None:
     assert ranges(y)[1][1, 1] == float("inf")
 
 
-def test_nan_features_are_refused() -> None:
-    fs = make_features(((1, 4, 8, 8),))
-    fs.tensors[0][0, 1, 3, 5] = float("nan")
+@pytest.mark.parametrize("clip", [1.0, 0.9])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_features_are_refused(clip: float, bad: float) -> None:
+    fs = make_features(((1, 4, 64, 64),))
+    fs.tensors[0][0, 1, 3, 5] = bad  # off the clip subsample's stride too
     with pytest.raises(CodecError, match="NaN"):
-        Codec().encode(fs)
+        Codec(clip=clip).encode(fs)
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
@@ -132,6 +134,22 @@ def test_sizes_are_checked_before_any_byte_is_touched() -> None:
         KERNELS.unpack_planes(np.zeros(8, np.uint8), 13, 4, np.zeros(12, np.uint8))
     with pytest.raises(TypeError):
         KERNELS.pack_planes(u8, 4, b"read-only out")
+    # sizes whose products wrap around in 64 bits must not pass as small ones
+    huge = 2**62 + 1
+    with pytest.raises(ValueError, match="sizes"):
+        KERNELS.minmax(f32[:0], 2**62, one[:1].copy(), one[:1].copy())
+    with pytest.raises(ValueError, match="sizes"):
+        KERNELS.quantize(np.zeros(4, np.float32), np.ones(4, np.float32), np.ones(4, np.float32), huge, 15.5,
+                         np.zeros(4, np.uint8))
+    with pytest.raises(ValueError, match="sizes"):
+        KERNELS.dequantize(np.zeros(4, np.uint8), np.ones(4, np.float32), np.ones(4, np.float32), huge,
+                           np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="sizes"):
+        KERNELS.unpack_planes(np.zeros(8, np.uint8), 2**63 - 1, 8, u8)
+    # a float buffer at an odd byte offset
+    raw = np.zeros(13, np.uint8)
+    with pytest.raises(ValueError, match="alignment"):
+        KERNELS.minmax(memoryview(raw)[1:], 3, np.zeros(1, np.float32), np.zeros(1, np.float32))
 
 
 def test_status_names_the_path() -> None:

@@ -34,7 +34,7 @@ static AVX2 void quantize_rows(const float *x, const float *inv, const float *bi
         for (Py_ssize_t m = 0; m < per_row; m++) {
             float q = src[m] * a;
             q = q + b;
-            q = q < 0.0f ? 0.0f : q;
+            q = q > 0.0f ? q : 0.0f; /* NaN -> 0, as numpy's cast gives (and no undefined conversion) */
             q = q > top ? top : q;
             dst[m] = (uint8_t)(int32_t)q;
         }
@@ -164,6 +164,17 @@ static int have_avx2(void) {
 
 static int avx2_ok = 0;
 
+/* does a buffer of len bytes hold exactly rows * per_row items of item bytes? (no overflow on the way) */
+static int holds(Py_ssize_t len, Py_ssize_t rows, Py_ssize_t per_row, Py_ssize_t item) {
+    if (rows < 0 || per_row < 0) return 0;
+    if (rows == 0 || per_row == 0) return len == 0;
+    if (per_row > PY_SSIZE_T_MAX / item / rows) return 0;
+    return len == rows * per_row * item;
+}
+
+/* float32 buffers must be aligned to 4 bytes (numpy arrays are; a byte-offset memoryview may not be) */
+static int aligned(const Py_buffer *b) { return ((uintptr_t)b->buf & 3) == 0; }
+
 static int check(int ok, const char *message) {
     if (!ok) PyErr_SetString(PyExc_ValueError, message);
     return ok;
@@ -181,9 +192,10 @@ static PyObject *py_quantize(PyObject *Py_UNUSED(self), PyObject *args) {
     float top;
     if (!ready() || !PyArg_ParseTuple(args, "y*y*y*nfw*", &x, &inv, &bias, &per_row, &top, &out)) return NULL;
     Py_ssize_t rows = inv.len / 4;
-    int ok = check(per_row >= 0 && inv.len % 4 == 0 && bias.len == inv.len && x.len == rows * per_row * 4 &&
-                       out.len == rows * per_row && top >= 0.0f && top < 256.0f,
-                   "quantize: buffer sizes do not match");
+    int ok = check(inv.len % 4 == 0 && bias.len == inv.len && holds(x.len, rows, per_row, 4) &&
+                       holds(out.len, rows, per_row, 1) && aligned(&x) && aligned(&inv) && aligned(&bias) &&
+                       top >= 0.0f && top < 256.0f,
+                   "quantize: buffer sizes or alignment do not match");
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
         quantize_rows(x.buf, inv.buf, bias.buf, rows, per_row, top, out.buf);
@@ -200,8 +212,9 @@ static PyObject *py_minmax(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t per_row;
     if (!ready() || !PyArg_ParseTuple(args, "y*nw*w*", &x, &per_row, &lo, &hi)) return NULL;
     Py_ssize_t rows = lo.len / 4;
-    int ok = check(per_row >= 1 && lo.len % 4 == 0 && hi.len == lo.len && x.len == rows * per_row * 4,
-                   "minmax: buffer sizes do not match");
+    int ok = check(per_row >= 1 && lo.len % 4 == 0 && hi.len == lo.len && holds(x.len, rows, per_row, 4) &&
+                       aligned(&x) && aligned(&lo) && aligned(&hi),
+                   "minmax: buffer sizes or alignment do not match");
     if (ok) {
 #if HAVE_AVX2_BUILD
         Py_BEGIN_ALLOW_THREADS
@@ -220,9 +233,9 @@ static PyObject *py_dequantize(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t per_row;
     if (!ready() || !PyArg_ParseTuple(args, "y*y*y*nw*", &sym, &step, &offset, &per_row, &out)) return NULL;
     Py_ssize_t rows = step.len / 4;
-    int ok = check(per_row >= 0 && step.len % 4 == 0 && offset.len == step.len && sym.len == rows * per_row &&
-                       out.len == rows * per_row * 4,
-                   "dequantize: buffer sizes do not match");
+    int ok = check(step.len % 4 == 0 && offset.len == step.len && holds(sym.len, rows, per_row, 1) &&
+                       holds(out.len, rows, per_row, 4) && aligned(&step) && aligned(&offset) && aligned(&out),
+                   "dequantize: buffer sizes or alignment do not match");
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
         dequantize_rows(sym.buf, step.buf, offset.buf, rows, per_row, out.buf);
@@ -257,7 +270,8 @@ static PyObject *py_unpack_planes(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_ssize_t n;
     int bits;
     if (!ready() || !PyArg_ParseTuple(args, "y*niw*", &planes, &n, &bits, &out)) return NULL;
-    int ok = check(bits >= 1 && bits <= 8 && n >= 0 && planes.len == (n + 7) / 8 * bits && out.len == n,
+    int ok = check(bits >= 1 && bits <= 8 && n >= 0 && n <= PY_SSIZE_T_MAX / 2 && planes.len == (n + 7) / 8 * bits &&
+                       out.len == n,
                    "unpack_planes: bad sizes");
     if (ok) {
 #if HAVE_AVX2_BUILD

@@ -42,6 +42,9 @@ def ranges(g: torch.Tensor, clip: float = 1.0) -> Tuple[torch.Tensor, torch.Tens
         zeros = g.new_zeros(g.shape[:2], dtype=torch.float32)
         return zeros, zeros
     if clip < 1.0:
+        # quantiles of a subsample would miss a NaN or infinity elsewhere (min/max propagate them to fit_range)
+        if not bool(torch.isfinite(g).all()):
+            raise CodecError("codec: cannot quantize a tensor holding NaN or infinity")
         sample = g[..., :: max(1, g.shape[-1] // CLIP_SAMPLE)].float()
         n = sample.shape[-1]
         lo = sample.kthvalue(max(1, int((1 - clip) * n)), dim=-1).values
