@@ -4,10 +4,11 @@
     PYTHONPATH=src python bench/codec_speed.py --threads 2 --bits 2 4 8
     PYTHONPATH=src python bench/codec_speed.py --model "$(scripts/fetch-weights)"   # the realistic YOLOv8s
 
-Runs single-threaded by default (a fair, quiet measurement on a shared box). Times are medians: of ``--repeat``
-runs for splitinfer's codec and the head, of ``--seed-repeat`` runs for the seed codec, whose per-value Python
-loops are timed on the whole live set unless ``--seed-values`` is smaller, in which case its time is scaled
-linearly and the output says so. Prints a table and writes bench/results/codec_speed.json.
+Runs single-threaded by default (a fair, quiet measurement on a shared box). Every time is the median of
+``--repeat`` calls (one call for the seed codec) in the least-disturbed of ``--rounds`` rounds, the rounds going
+over all measurements in turn. The seed codec's
+per-value Python loops are timed on the whole live set unless ``--seed-values`` is smaller, in which case its
+time is scaled linearly and the output says so. Prints a table and writes bench/results/codec_speed.json.
 """
 
 from __future__ import annotations
@@ -18,22 +19,32 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import torch
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def timed(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of ``fn`` in ms (after one warm-up call)."""
-    fn()
-    runs: List[float] = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        runs.append((time.perf_counter() - t) * 1000)
-    return statistics.median(runs)
+def timed(jobs: Dict[str, Tuple[Callable[[], Any], int]], rounds: int) -> Dict[str, float]:
+    """Wall time in ms of each job ``name: (fn, calls)``: the median of ``calls`` calls in its least-disturbed round.
+
+    The box is a shared VM whose neighbours slow everything for seconds at a time. Rounds go over all the jobs in
+    turn, so each job's rounds are spread over the whole run, and a slowed round says nothing about the code: the
+    quietest one counts, for the codec, the head and the seed alike.
+    """
+    for fn, _ in jobs.values():
+        fn()  # warm-up
+    best: Dict[str, float] = {}
+    for _ in range(rounds):
+        for name, (fn, calls) in jobs.items():
+            runs: List[float] = []
+            for _ in range(calls):
+                t = time.perf_counter()
+                fn()
+                runs.append((time.perf_counter() - t) * 1000)
+            best[name] = min(best.get(name, float("inf")), statistics.median(runs))
+    return best
 
 
 def main() -> None:
@@ -43,8 +54,8 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 8])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--seed-repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seed-values", type=int, default=0, help="time the seed codec on this many values")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,42 +74,51 @@ def main() -> None:
     x, metas = to_batch([image], args.imgsz)
     features = head(x, metas)
     n = features.numel
-    head_ms = timed(lambda: head(x, metas), args.repeat)  # as many runs as the codec: % head is a ratio
-    print(
-        f"{args.model} cut {args.cut} (layer {head.cut}), live {list(features.layers)}: {n} values; "
-        f"head {head_ms:.1f} ms on {args.threads} thread(s); codec: {simd.status()}"
-    )
 
     # each --bits at its defaults, then the seed's own quantization (4 bits on every tensor, one step per tensor):
     # the same work as the seed, done the vectorized way
     settings = [(f"splitinfer bits={b}", {"bits": b}) for b in args.bits]
     settings.append(("splitinfer, seed's settings", {"bits": 4, "granularity": "tensor", "coarse_extra_bits": 0}))
-    rows: List[Dict[str, Any]] = []
-    for name, options in settings:
-        codec, decoder = Codec(**options), Codec()
-        blob = codec.encode(features)
-        enc = timed(lambda c=codec: c.encode(features), args.repeat)
-        dec = timed(lambda b=blob, d=decoder: d.decode(b), args.repeat)
-        rows.append(
-            {
-                "codec": name,
-                "settings": codec.describe(),
-                "bits_per_value": 8 * len(blob) / n,
-                "encode_ms": enc,
-                "decode_ms": dec,
-                "share_of_head": (enc + dec) / head_ms,
-                "encode_share_of_head": enc / head_ms,
-            }
-        )
-
     seed_tensors = list(features.tensors)
     scale = 1.0
     if args.seed_values and args.seed_values < n:
         flat = torch.cat([t.flatten() for t in seed_tensors])[: args.seed_values]
         seed_tensors, scale = [flat], n / args.seed_values
     seed_blob = seed_encode(seed_tensors)
-    seed_enc = timed(lambda: seed_encode(seed_tensors), args.seed_repeat) * scale
-    seed_dec = timed(lambda: seed_decode(seed_blob), args.seed_repeat) * scale
+
+    jobs: Dict[str, Tuple[Callable[[], Any], int]] = {"head": (lambda: head(x, metas), args.repeat)}
+    blobs: Dict[str, bytes] = {}
+    codecs: Dict[str, Any] = {}
+    for name, options in settings:
+        codec, decoder = Codec(**options), Codec()
+        blob = blobs[name] = codec.encode(features)
+        codecs[name] = codec
+        jobs[f"{name} encode"] = (lambda c=codec: c.encode(features), args.repeat)
+        jobs[f"{name} decode"] = (lambda b=blob, d=decoder: d.decode(b), args.repeat)
+    jobs["seed encode"] = (lambda: seed_encode(seed_tensors), 1)
+    jobs["seed decode"] = (lambda: seed_decode(seed_blob), 1)
+    ms = timed(jobs, args.rounds)
+    head_ms = ms["head"]
+    print(
+        f"{args.model} cut {args.cut} (layer {head.cut}), live {list(features.layers)}: {n} values; "
+        f"head {head_ms:.1f} ms on {args.threads} thread(s); codec: {simd.status()}"
+    )
+
+    rows: List[Dict[str, Any]] = []
+    for name, _ in settings:
+        enc, dec = ms[f"{name} encode"], ms[f"{name} decode"]
+        rows.append(
+            {
+                "codec": name,
+                "settings": codecs[name].describe(),
+                "bits_per_value": 8 * len(blobs[name]) / n,
+                "encode_ms": enc,
+                "decode_ms": dec,
+                "share_of_head": (enc + dec) / head_ms,
+                "encode_share_of_head": enc / head_ms,
+            }
+        )
+    seed_enc, seed_dec = ms["seed encode"] * scale, ms["seed decode"] * scale
     note = f"timed on {args.seed_values} values, scaled x{scale:.2f}" if scale != 1.0 else "timed on all values"
     rows.append(
         {
@@ -131,7 +151,7 @@ def main() -> None:
         "threads": args.threads,
         "kernels": simd.status(),
         "repeat": args.repeat,
-        "seed_repeat": args.seed_repeat,
+        "rounds": args.rounds,
         "head_ms": head_ms,
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
