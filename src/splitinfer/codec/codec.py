@@ -103,12 +103,12 @@ class Codec:
         for t, h in zip(tensors, headers):
             if h.scheme != wire.SCHEME_FLOAT:
                 g = groups(t.detach(), h.scheme == wire.SCHEME_CHANNEL)
-                found.append((g, *ranges(g, self.settings.clip)))
+                found.append((g, *ranges(g, self.settings.clip), h.bits))
         if not found:
             return [None] * len(tensors)
         lo = torch.cat([f[1].reshape(-1).cpu() for f in found]).numpy()
         hi = torch.cat([f[2].reshape(-1).cpu() for f in found]).numpy()
-        bits = np.repeat([h.bits for h in headers if h.scheme != wire.SCHEME_FLOAT], [f[1].numel() for f in found])
+        bits = np.repeat([f[3] for f in found], [f[1].numel() for f in found])
         steps, zps = fit_range(lo, hi, bits)
         # min/max ranges hold every value, unless a span beyond fp16's range saturated a step
         in_range = self.settings.clip == 1.0 and bool(np.all(np.maximum(hi, 0) - np.minimum(lo, 0) <= FP16_MAX))
