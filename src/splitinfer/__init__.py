@@ -1,5 +1,15 @@
 """splitinfer: split inference for Ultralytics YOLO across an edge fleet.
 
+The parts, in the order a frame meets them (docs/architecture.md has the whole picture)::
+
+    capture → head → codec → broker → tail → detections        splitting: models, cuts, runners (both sides)
+    (head/)  (head/) (codec/) (broker/) (tail/)                 node: what head and tail share
+    coordinator: cuts and routes      fleet, deploy: fleet.yaml → containers      cluster: all on one machine
+    bench: every benchmark            cli: splitctl
+
+Imports point one way: cli → bench → cluster → head, tail → node → splitting, codec, broker → errors, features;
+deploy → fleet, broker; coordinator → broker.
+
 The public API is imported lazily, so ``import splitinfer`` (and ``splitctl --help``) does not pay for torch.
 
     >>> import splitinfer
@@ -21,9 +31,14 @@ _EXPORTS = {
     "SplitInferError": "splitinfer.errors",
     "CodecError": "splitinfer.errors",
     "ModelError": "splitinfer.errors",
+    "SourceError": "splitinfer.errors",
     "TransportError": "splitinfer.errors",
+    "ProtocolError": "splitinfer.errors",
     "FleetConfigError": "splitinfer.errors",
     "DeployError": "splitinfer.errors",
+    "ProcessError": "splitinfer.errors",
+    "BenchError": "splitinfer.errors",
+    "NetnsError": "splitinfer.errors",
     "Codec": "splitinfer.codec",
     "CodecSettings": "splitinfer.codec",
     "FeatureSet": "splitinfer.features",

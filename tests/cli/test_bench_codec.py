@@ -25,7 +25,7 @@ def test_bench_codec_json_has_the_promised_fields() -> None:
 
 @pytest.mark.model
 def test_bench_codec_on_the_realistic_checkpoint_is_faithful_at_4_bits(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from splitinfer.bench.weights import realistic_checkpoint
+    from splitinfer.splitting.weights import realistic_checkpoint
 
     out = tmp_path / "r.json"
     result = runner.invoke(app, ["bench", "codec", str(realistic_checkpoint()), "--source", "synthetic:4",

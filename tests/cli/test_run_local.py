@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from splitinfer.cli.app import app
-from splitinfer.local import CSV_COLUMNS
+from splitinfer.cluster.run_local import CSV_COLUMNS
 
 runner = CliRunner()
 

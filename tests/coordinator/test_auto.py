@@ -6,9 +6,9 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from splitinfer.broker.messages import Assignment
 from splitinfer.coordinator import DeviceState, Override, Policy, plan
 from splitinfer.coordinator.cost import Link, best_latency, best_shared, cut_costs, shared_fps
-from splitinfer.protocol import Assignment
 
 CODEC = {"bits": 4}
 POLICY = Policy(model="m.pt", imgsz=320, cut="auto", codec=CODEC, auto_fallback="b")

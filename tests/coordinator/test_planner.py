@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Dict
 
+from splitinfer.broker.messages import Assignment
 from splitinfer.coordinator import DeviceState, Override, Policy, plan
-from splitinfer.protocol import Assignment
 
 POLICY = Policy(model="yolo11n.pt", sha256="abc", imgsz=640, cut="b", codec={"bits": 4})
 

@@ -1,1 +1,11 @@
-"""Measurement: detection fidelity (mAP against the unsplit model) and the codec benchmark."""
+"""The one home for benchmarks: each module here is a ``splitctl bench …`` subcommand (cli/bench.py), prints a
+table or JSON, and writes its JSON under ``bench/results/``. None of them fails on a timing.
+
+    codec.py          bench codec        size, speed and fidelity of the codec on real frames
+    codec_speed.py    bench codec-speed  encode/decode time against the head and the seed codec (seed_codec.py)
+    e2e.py            bench e2e          every cut and the baselines over shaped links (netns.py, e2e_procs.py)
+    overhead.py       bench overhead     encode + transit + decode against unsplit inference
+    soak.py           bench soak         RSS of head and tail over a long run
+    broker_latency.py bench broker       publish → receive latency per payload size and broker kind
+    frames.py         bench frames       the codec benchmark's 24-frame set
+"""

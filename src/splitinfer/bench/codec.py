@@ -52,12 +52,11 @@ def run_codec_bench(
     import torch
 
     from splitinfer.codec import Codec
-    from splitinfer.sources import open_source
+    from splitinfer.head.sources import open_source
     from splitinfer.splitting import load_model, postprocess, split, to_batch
+    from splitinfer.splitting.fidelity import mean_average_precision
     from splitinfer.splitting.model import default_imgsz
     from splitinfer.splitting.preprocess import letterboxed_uint8
-
-    from .metrics import mean_average_precision
 
     model = load_model(model_path, device=device)
     imgsz = default_imgsz(model, imgsz)
@@ -105,7 +104,7 @@ def run_codec_bench(
         if on_frame is not None:
             on_frame(result)
     if not results:
-        from splitinfer.sources import SourceError
+        from splitinfer.errors import SourceError
 
         raise SourceError(f"source {source!r} gave no frames")
     map50, map50_95 = mean_average_precision(predictions, references)

@@ -23,7 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from splitinfer.errors import SplitInferError
+from splitinfer.cluster.processes import Processes
+from splitinfer.errors import BenchError
+from splitinfer.node.stats import percentile
 
 from .netns import NetnsPair, netem_available
 
@@ -51,8 +53,8 @@ class E2EOptions:
     timeout: float = 180.0
 
 
-def _child_env() -> Dict[str, str]:
-    from splitinfer.broker.local import _child_env as env
+def child_env() -> Dict[str, str]:
+    from splitinfer.broker.local import child_env as env
 
     return env()
 
@@ -62,18 +64,15 @@ def _py(*args: str) -> List[str]:
 
 
 def _pct(values: Sequence[float], q: float) -> Optional[float]:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+    return round(percentile(sorted(values), q), 2) if values else None
 
 
 class _Bench:
     def __init__(self, opts: E2EOptions, pair: NetnsPair, work: Path, say: Callable[[str], None]) -> None:
         self.opts, self.pair, self.work, self.say = opts, pair, work, say
         self.url = f"mqtt://{pair.tail_ip}:{BROKER_PORT}"
-        self.env = _child_env()
-        self.procs: List[subprocess.Popen] = []
+        self.procs = Processes(work, append=True)  # one configuration's processes
+        self.services = Processes(work, append=True)  # the broker: for the whole bench
         self.head_profile: Dict[str, Any] = {}
         self.tail_profile: Dict[str, Any] = {}
         self.jpeg_bytes = 0.0
@@ -81,39 +80,26 @@ class _Bench:
     # ---- processes -----------------------------------------------------------------------------------
 
     def spawn(self, side: str, name: str, argv: List[str], stdout: Any = None) -> subprocess.Popen:
-        log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
-        proc = subprocess.Popen(self.pair.exec(side, *argv), stdout=stdout or log, stderr=log,
-                                stdin=subprocess.DEVNULL, env=self.env, start_new_session=True)
-        log.close()
-        self.procs.append(proc)
-        return proc
+        return self.procs.start(name, self.pair.exec(side, *argv), stdout=stdout, new_session=True)
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.procs = [p for p in self.procs if p.poll() is None]
+        self.procs.stop()
 
-    def start_broker(self) -> subprocess.Popen:
+    def close(self) -> None:
+        self.procs.stop()
+        self.services.stop()
+
+    def start_broker(self) -> None:
         from splitinfer.broker.local import find_mosquitto, local_mosquitto_conf
 
         binary = find_mosquitto()
         if binary is None:
-            raise SplitInferError("bench e2e needs Mosquitto (apt install mosquitto)")
+            raise BenchError("bench e2e needs Mosquitto (apt install mosquitto)")
         conf = self.work / "mosquitto.conf"
         conf.write_text(local_mosquitto_conf(BROKER_PORT, host="0.0.0.0"))
-        broker = self.spawn("tail", "mosquitto", [binary, "-c", str(conf)])
+        self.services.start("mosquitto", self.pair.exec("tail", binary, "-c", str(conf)), new_session=True)
         time.sleep(0.5)
-        if broker.poll() is not None:
-            raise SplitInferError(f"Mosquitto did not start in the tail namespace; see {self.work / 'mosquitto.log'}")
-        self.procs.remove(broker)  # lives for the whole bench, not one configuration
-        return broker
+        self.services.check()
 
     # ---- predictions (for pacing) --------------------------------------------------------------------
 
@@ -167,20 +153,20 @@ class _Bench:
         self.spawn("tail", "coordinator", _py("-m", "splitinfer", "coordinator", *common, "--model", o.model,
                                               "--imgsz", str(o.imgsz), "--cut", cut, "--bits", str(o.bits),
                                               "--tail-batch", "1", "--max-wait-ms", "0"))
-        tail_log = self.work / "tail.log"
+        tail_log = self.procs.log("tail")
         offset = tail_log.stat().st_size if tail_log.exists() else 0
-        tail = self.spawn("tail", "tail", _py("-m", "splitinfer", "node", "tail", *common, "--id", "tail-1",
+        self.spawn("tail", "tail", _py("-m", "splitinfer", "node", "tail", *common, "--id", "tail-1",
                                               "--threads", str(o.threads)))
         # a head that comes up before any tail is live gets no route, and its first frames are (rightly) dropped
-        self._wait_for_line(tail, tail_log, offset, ": assignment ", o.timeout)
+        self.procs.wait_for_line("tail", ": assignment ", o.timeout, offset=offset)
         collector = self.spawn("tail", "collect", _py("-m", "splitinfer.bench.e2e_procs", "collect", *common,
                                                       "--frames", str(total), "--done-file", str(done),
                                                       "--timeout", str(o.timeout)), stdout=subprocess.PIPE)
-        head = self.spawn("head", "head", _py("-m", "splitinfer", "node", "head", *common, "--id", "head-1",
+        self.spawn("head", "head", _py("-m", "splitinfer", "node", "head", *common, "--id", "head-1",
                                               "--source", f"synthetic:{total}", "--fps", str(fps),
                                               "--frames", str(total), "--threads", str(o.threads)))
         try:
-            self._wait(head, o.timeout, "head")
+            self.procs.wait("head", o.timeout)
             done.touch()
             out, _ = collector.communicate(timeout=o.timeout)
         finally:
@@ -188,31 +174,10 @@ class _Bench:
         data = json.loads(out.decode().strip().splitlines()[-1])
         return self._split_row(rate, cut, fps, data)
 
-    def _wait_for_line(self, proc: subprocess.Popen, log: Path, offset: int, text: str, timeout: float) -> None:
-        """Until ``text`` appears in ``log`` after ``offset`` (the process's own lines); fail if it exits first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(log, "rb") as fh:
-                fh.seek(offset)
-                if text.encode() in fh.read():
-                    return
-            if proc.poll() is not None:
-                raise SplitInferError(f"the tail exited (code {proc.returncode}); see {log}")
-            time.sleep(0.1)
-        raise SplitInferError(f"the tail did not get its assignment within {timeout:.0f} s; see {log}")
-
-    def _wait(self, proc: subprocess.Popen, timeout: float, name: str) -> None:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise SplitInferError(f"{name} did not finish within {timeout:.0f} s; see {self.work}") from None
-        if proc.returncode != 0:
-            raise SplitInferError(f"{name} failed (code {proc.returncode}); see {self.work / (name + '.log')}")
-
     def _split_row(self, rate: float, cut: str, fps: float, data: Dict[str, Any]) -> Dict[str, Any]:
         records = data["records"]
         if not records:
-            raise SplitInferError(f"no detections for cut {cut} at {rate} Mbit/s; see {self.work}")
+            raise BenchError(f"no detections for cut {cut} at {rate} Mbit/s; see {self.work}")
         final = records[-1]["cut"]
         steady = [r for r in records if r["cut"] == final][self.opts.warmup:]
         assignment = data["assignments"][-1] if data["assignments"] else {}
@@ -244,8 +209,8 @@ class _Bench:
         try:
             assert tail.stdout is not None
             tail.stdout.readline()  # {"ready": true}: model loaded, subscribed
-            head = self.spawn("head", "jpeg-head", _py("-m", "splitinfer.bench.e2e_procs", "jpeg-head", *common))
-            self._wait(head, o.timeout, "jpeg-head")
+            self.spawn("head", "jpeg-head", _py("-m", "splitinfer.bench.e2e_procs", "jpeg-head", *common))
+            self.procs.wait("jpeg-head", o.timeout)
             out, _ = tail.communicate(timeout=o.timeout)
         finally:
             self.stop_all()
@@ -376,8 +341,8 @@ def run_e2e(opts: E2EOptions, *, say: Callable[[str], None] = lambda s: None) ->
             notes.append("netem is not in this kernel: no added delay or loss; links are rate-limited with tbf only "
                          "(RTT is the veth's, ~0.1 ms)")
         bench = _Bench(opts, pair, work, say)
-        broker = bench.start_broker()
         try:
+            bench.start_broker()
             say("measuring profiles (cached after the first run)")
             bench.measure_profiles()
             if opts.baselines:
@@ -394,12 +359,7 @@ def run_e2e(opts: E2EOptions, *, say: Callable[[str], None] = lambda s: None) ->
                     rows.append(bench.run_jpeg(rate))
                     say(_brief(rows[-1]))
         finally:
-            bench.stop_all()
-            broker.terminate()
-            try:
-                broker.wait(5)
-            except subprocess.TimeoutExpired:
-                broker.kill()
+            bench.close()
     result = {
         "model": opts.model, "imgsz": opts.imgsz, "bits": opts.bits, "frames": opts.frames,
         "threads": opts.threads, "options": {k: str(v) for k, v in asdict(opts).items()},

@@ -85,7 +85,7 @@ def _slim(record: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _paced_frames(source: str, frames: int, fps: float) -> Any:
-    from splitinfer.sources import open_source
+    from splitinfer.head.sources import open_source
 
     period = 1.0 / fps if fps > 0 else 0.0
     due = time.monotonic()

@@ -20,13 +20,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from splitinfer.broker.config import DEFAULT_MAX_PAYLOAD
 from splitinfer.errors import TransportError
 
 __all__ = [
     "LocalBroker",
+    "child_env",
     "find_mosquitto",
     "free_port",
     "local_mosquitto_conf",
@@ -162,8 +163,9 @@ def _embedded_cmd() -> List[str]:
     return [sys.executable, "-m", "splitinfer.broker.embedded", "--host", "{host}", "--port", "{port}"]
 
 
-def _child_env() -> dict:
-    # The child must import this very splitinfer (a source checkout may shadow an installed one).
+def child_env() -> Dict[str, str]:
+    """The environment for a child process that must import this very splitinfer (a source checkout may shadow
+    an installed one): ours, with this package's folder first on PYTHONPATH."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
@@ -207,7 +209,7 @@ def _launch(kind: str, cmd: List[str], host: str, port: int, workdir: str, timeo
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_child_env(),
+            env=child_env(),
             start_new_session=True,
         )
     broker = LocalBroker(kind, host, port, process, workdir)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from typing_extensions import Annotated
 
-from splitinfer.errors import SplitInferError
+from splitinfer.errors import BenchError, ModelError
 
 from ._console import console, err_console, print_json
 
@@ -28,7 +28,7 @@ def codec_options(
     for item in extra:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise SplitInferError(f"--set {item!r}: expected KEY=VALUE, e.g. --set layout=bytes")
+            raise BenchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set layout=bytes")
         options[key.replace("-", "_")] = _scalar(raw)
     return options
 
@@ -116,13 +116,13 @@ def _floats(text: str) -> List[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SplitInferError(f"--links {text!r}: expected Mbit/s values separated by commas, e.g. 5,20,100") from None
+        raise BenchError(f"--links {text!r}: expected Mbit/s values separated by commas, e.g. 5,20,100") from None
 
 
 @app.command("e2e")
 def bench_e2e(
     model: Annotated[Optional[str], typer.Option(help=".pt checkpoint or .yaml config (default: the cached YOLOv8s "
-                                                      "checkpoint, see `python -m splitinfer.bench.weights`).")] = None,
+                                                      "checkpoint, see scripts/fetch-weights).")] = None,
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 320,
     links: Annotated[str, typer.Option(help="Link rates in Mbit/s, comma-separated.")] = "5,20,100,1000",
     cuts: Annotated[str, typer.Option(help="Cuts to measure, comma-separated: a|b|c|d|N|auto.")] = "a,b,c,d,auto",
@@ -142,11 +142,11 @@ def bench_e2e(
     from splitinfer.bench.e2e import E2EOptions, run_e2e
 
     if model is None:
-        from splitinfer.bench.weights import realistic_checkpoint
+        from splitinfer.splitting.weights import realistic_checkpoint
 
         try:
             model = str(realistic_checkpoint(fetch=False))
-        except SplitInferError:
+        except ModelError:
             model = "yolo11n.yaml"
             err_console.print("no cached YOLOv8s checkpoint: using yolo11n.yaml with random weights (timings and "
                               "sizes are real)")
@@ -187,3 +187,144 @@ def _print_e2e(result: Dict[str, Any]) -> None:
     for note in result["notes"]:
         console.print(f"note: {note}")
     console.print(f"wrote {result['options']['out']}/e2e.json, e2e.csv, e2e.png in {result['wall_s']} s")
+
+
+# ---- the smaller benchmarks: each prints a table (or --json) and writes its JSON under bench/results ----------
+
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the JSON goes (default: "
+                                                                      "bench/results/<name>.json).")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of a table.")]
+
+
+def _report(name: str, result: Dict[str, Any], output: Optional[Path], as_json: bool, table: Optional[Table]) -> None:
+    """Write ``result`` as JSON (to ``output`` or bench/results/<name>.json) and print it or ``table``."""
+    import json
+
+    path = output or Path("bench/results") / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    if as_json:
+        print_json(result)
+        return
+    if table is not None:
+        console.print(table)
+    err_console.print(f"wrote {path}")
+
+
+def _ints(text: str, what: str) -> List[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BenchError(f"{what} {text!r}: expected integers separated by commas, e.g. 2,4,8") from None
+
+
+@app.command("codec-speed")
+def bench_codec_speed(
+    model: Annotated[str, typer.Option(help=".pt checkpoint or .yaml config.")] = "yolo11n.yaml",
+    cut: Annotated[str, typer.Option(help="a|b|c|d or a layer number.")] = "b",
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
+    bits: Annotated[str, typer.Option(help="Bit widths to time, comma-separated.")] = "2,3,4,8",
+    threads: Annotated[int, typer.Option(min=1, help="torch threads (1: a fair, quiet measurement).")] = 1,
+    repeat: Annotated[int, typer.Option(min=1, help="Calls per measurement; the median counts.")] = 15,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds over all measurements; the quietest counts.")] = 5,
+    seed_values: Annotated[int, typer.Option(help="Time the seed codec on this many values (0: all).")] = 0,
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """Encode and decode time of the codec at each --bits, against the head's compute and the seed codec."""
+    from splitinfer.bench.codec_speed import run_codec_speed
+
+    with err_console.status("timing…"):
+        r = run_codec_speed(model, cut=cut, imgsz=imgsz, bits=_ints(bits, "--bits"), threads=threads,
+                            repeat=repeat, rounds=rounds, seed_values=seed_values)
+    table = Table(title=f"{r['model']} cut {r['cut']} (layer {r['layer']}): {r['values']:,} values; head "
+                        f"{r['head_ms']:.1f} ms on {r['threads']} thread(s); codec: {r['kernels']}")
+    for col in ("codec", "bits/value", "encode ms", "decode ms", "% of head", "× seed"):
+        table.add_column(col, justify="left" if col == "codec" else "right")
+    for row in r["rows"]:
+        table.add_row(row["codec"], f"{row['bits_per_value']:.3f}", f"{row['encode_ms']:.2f}",
+                      f"{row['decode_ms']:.2f}", f"{100 * row['share_of_head']:.1f}", f"{row['speedup_vs_seed']:.1f}")
+    table.caption = f"seed codec: {r['seed_note']}; % of head = (encode + decode) / head compute"
+    _report("codec_speed", r, output, as_json, table)
+
+
+@app.command("overhead")
+def bench_overhead(
+    model: Annotated[Optional[str], typer.Option(help="Default: the cached realistic YOLOv8s checkpoint.")] = None,
+    source: Annotated[str, typer.Option(help="Frames to run.")] = "synthetic",
+    frames: Annotated[int, typer.Option(min=6, help="Frames (the first 5 are warm-up).")] = 60,
+    fps: Annotated[float, typer.Option(help="Pace the head below what the tail sustains.")] = 2.0,
+    cut: Annotated[str, typer.Option(help="a|b|c|d or a layer number.")] = "b",
+    bits: Annotated[int, typer.Option(help="Codec bit width.")] = 4,
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """Split overhead: encode + transit + decode per frame against unsplit inference, measured in one run."""
+    from splitinfer.bench.overhead import run_overhead
+
+    with err_console.status("running the split system, then the unsplit model…"):
+        r = run_overhead(model, source=source, frames=frames, fps=fps, cut=cut, bits=bits, imgsz=imgsz)
+    table = Table(title=f"split overhead: {Path(r['model']).name} cut {r['cut_spec']} (layer {r['cut']}), "
+                        f"{r['bits']}-bit, {r['frames']} frames at {r['fps_offered']:g} fps")
+    for col in ("encode ms", "transit ms", "decode ms", "overhead p50 ms", "unsplit p50 ms", "share"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{r['encode_ms_mean']:.1f}", f"{r['transit_ms_mean']:.1f}", f"{r['decode_ms_mean']:.1f}",
+                  f"{r['overhead_ms_p50']:.1f}", f"{r['unsplit_ms_p50']:.1f}", f"{100 * r['overhead_share_p50']:.1f} %")
+    _report("overhead", r, output, as_json, table)
+
+
+@app.command("soak")
+def bench_soak(
+    model: Annotated[str, typer.Option(help=".pt checkpoint or .yaml config.")] = "yolo11n.yaml",
+    frames: Annotated[int, typer.Option(min=200, help="Frames through the system.")] = 1000,
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 320,
+    cut: Annotated[str, typer.Option(help="a|b|c|d or a layer number.")] = "a",
+    bits: Annotated[int, typer.Option(help="Codec bit width.")] = 4,
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """Memory of the head and tail over a long run with a tail slower than the head (RSS flat within ±10 %)."""
+    from splitinfer.bench.soak import run_soak
+
+    with err_console.status(f"running {frames} frames…"):
+        r = run_soak(model, frames=frames, imgsz=imgsz, cut=cut, bits=bits)
+    table = Table(title=f"RSS over {r['frames_captured']} frames ({r['frames_detected']} detected, {r['dropped']} "
+                        f"dropped and counted)")
+    for col in ("process", "start MB", "end MB", "max MB", "change"):
+        table.add_column(col, justify="left" if col == "process" else "right")
+    for name, v in r["rss_mb"].items():
+        table.add_row(name, f"{v['start']:.1f}", f"{v['end']:.1f}", f"{v['max']:.1f}", f"{100 * v['change']:+.1f} %")
+    _report("soak", r, output, as_json, table)
+
+
+@app.command("broker")
+def bench_broker(
+    kinds: Annotated[str, typer.Option(help="Local brokers to measure, comma-separated.")] = "mosquitto,embedded",
+    n: Annotated[int, typer.Option(min=3, help="Round trips per payload size.")] = 30,
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """Publish → receive latency through MqttClient per payload size, on Mosquitto and the embedded broker."""
+    from splitinfer.bench.broker_latency import run_broker_latency
+
+    with err_console.status("measuring…"):
+        r = run_broker_latency([k for k in kinds.split(",") if k], n=n)
+    table = Table(title=f"publish → receive on loopback, {r['n']} round trips per size")
+    for col in ("broker", "bytes", "p50 ms", "p90 ms"):
+        table.add_column(col, justify="left" if col == "broker" else "right")
+    for row in r["rows"]:
+        table.add_row(row["broker"], f"{row['bytes']:,}", f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}")
+    _report("broker_latency", r, output, as_json, table)
+
+
+@app.command("frames")
+def bench_frames(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the frames.")] = Path("bench/frames"),
+) -> None:
+    """Write the codec benchmark's 24 frames (bus.jpg and zidane.jpg with flips, crops, rescales, exposure, blur)."""
+    from splitinfer.bench.frames import write_frames
+
+    written = write_frames(out)
+    err_console.print(f"wrote {len(written)} frames")
+    print(out)

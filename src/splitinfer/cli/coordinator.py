@@ -48,7 +48,7 @@ def coordinator(
     from splitinfer.broker.topics import Topics
     from splitinfer.coordinator import Policy
     from splitinfer.coordinator.service import Coordinator
-    from splitinfer.runtime import setup_logging
+    from splitinfer.node.link import setup_logging
 
     setup_logging(verbose)
     if file is not None:

@@ -55,8 +55,8 @@ def head(
 ) -> None:
     """Capture → letterbox → head layers → encode → publish features to the assigned tail."""
     from splitinfer.broker.topics import Topics
-    from splitinfer.edge_image import HeadNode
-    from splitinfer.runtime import setup_logging
+    from splitinfer.head import HeadNode
+    from splitinfer.node.link import setup_logging
 
     setup_logging(verbose)
     _threads(threads)
@@ -83,8 +83,8 @@ def tail(
 ) -> None:
     """Decode features from the heads routed here → batch → tail layers → NMS → publish detections."""
     from splitinfer.broker.topics import Topics
-    from splitinfer.runtime import setup_logging
-    from splitinfer.tail_image import TailNode
+    from splitinfer.node.link import setup_logging
+    from splitinfer.tail import TailNode
 
     setup_logging(verbose)
     _threads(threads)

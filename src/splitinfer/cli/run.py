@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from typing_extensions import Annotated
 
-from splitinfer.errors import SplitInferError
+from splitinfer.errors import FleetConfigError
 
 from ._console import console, err_console, print_json
 
@@ -36,11 +36,11 @@ def run(
     import signal
     import sys
 
-    from splitinfer.local import LocalRun, run_local
+    from splitinfer.cluster.run_local import LocalRun, run_local
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the broker and the nodes on the way out
     if not local:
-        raise SplitInferError("only --local is supported: it runs the whole system on this machine "
+        raise FleetConfigError("only --local is supported: it runs the whole system on this machine "
                               "(use `splitctl deploy` for a fleet)")
     job = LocalRun(model=model, source=source, frames=frames or None, cut=cut, bits=bits, imgsz=imgsz, batch=batch,
                    fps=fps, out=out, annotate=annotate, broker=broker)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from .planner import DeviceState, Override, Policy, plan
+from splitinfer.broker.messages import Override, Policy
+
+from .planner import DeviceState, plan
 
 __all__ = ["DeviceState", "Override", "Policy", "plan"]

@@ -8,7 +8,7 @@ frame cut at layer ``c`` costs
     tail_ms(c)     = decode_ms(c) + tail_scale × Σ tail layer_ms[c:N] + postprocess
 
 ``head_scale``/``tail_scale`` (1 until a node reports otherwise) are what the nodes observe in service against
-their profile (contention, throttling); see ``splitinfer.runtime.Calibration``.
+their profile (contention, throttling); see ``splitinfer.node.stats.Calibration``.
 
 and its latency is the sum. Features are published at QoS 0, one way, so half the measured round trip is
 charged. A pipeline of one head and one tail sustains ``1 / max(head, transfer, tail)`` frames per second;

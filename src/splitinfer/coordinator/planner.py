@@ -15,52 +15,16 @@ profiles are known gets the prediction for its cut in its assignment, auto or no
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Dict, List, Mapping, Optional
 
-from splitinfer.protocol import Assignment
+from splitinfer.broker.messages import Assignment, Override, Policy
 
 from .cost import CutCost, best_latency, best_shared, cut_costs, link_of, profile_matches, resolve_cut, shared_fps
 
-__all__ = ["AUTO", "DeviceState", "Override", "Policy", "plan"]
+__all__ = ["AUTO", "DeviceState", "plan"]
 
 AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class Override:
-    """Per-device settings that win over the fleet defaults."""
-
-    cut: Optional[str] = None
-    codec: Dict[str, Any] = field(default_factory=dict)
-    batch: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The fleet's wishes: which model, and how heads cut and encode by default."""
-
-    model: str
-    sha256: str = ""
-    imgsz: int = 640
-    cut: str = "b"
-    codec: Dict[str, Any] = field(default_factory=lambda: {"bits": 4})
-    batch: int = 1
-    tail_batch: int = 8
-    max_wait_ms: float = 5.0
-    overrides: Dict[str, Override] = field(default_factory=dict)
-    auto_fallback: str = "b"  # the cut a head runs with cut=auto until the profiles are in
-
-    def to_dict(self) -> Dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Policy:
-        overrides = {k: Override(**v) for k, v in dict(data.get("overrides") or {}).items()}
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "overrides"}
-        return cls(overrides=overrides, **fields)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from typing import Dict, List, Optional
 
 from splitinfer.broker.client import Message, MqttClient
 from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.messages import Assignment, DeviceInfo, parse_json
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import SplitInferError
-from splitinfer.protocol import Assignment, DeviceInfo, parse_json
 
 from .planner import DeviceState, Policy, plan
 

@@ -2,7 +2,8 @@
 
 - :mod:`.engine` — a thin wrapper over one Docker engine (calls in, plain data out, DeployError on failure);
 - :mod:`.plan` and :mod:`.deployer` — the fleet logic: container specs and their config hash, rolling order,
-  idempotence, health wait and rollback. :mod:`.hooks` is where the node runtime plugs in.
+  idempotence, health wait and rollback;
+- :mod:`.hooks` (plain types) and :mod:`.live` (over MQTT) — where the node runtime plugs in.
 
 Importing this package does not import ``docker``.
 """
@@ -19,8 +20,8 @@ from .hooks import (
     RuntimeHooks,
     RuntimeStatus,
     RuntimeStatusSource,
-    runtime_hooks,
 )
+from .live import runtime_hooks
 from .plan import Action, Target, backup_name, container_name, container_spec, decide, node_command, plan_targets
 from .spec import ContainerSpec
 from .state import DeployState, state_path

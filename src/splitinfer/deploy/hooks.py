@@ -8,9 +8,10 @@
 - :class:`RuntimeStatusSource` — ``device_status(device_id) -> RuntimeStatus | None``: the live MQTT view
   (state, cut in use, route, fps, latency, bytes per frame, drops, last seen) for ``splitctl status``.
 
-:func:`runtime_hooks` is the one place the CLI asks for them: MQTT-backed (:mod:`.live`) when the fleet's
-broker answers; otherwise no readiness probe (a running container counts as healthy), assignments recorded as
-pending (:class:`PendingAssignments`) and no MQTT columns, with ``note`` saying why.
+:func:`.live.runtime_hooks` is the one place the CLI asks for them: MQTT-backed when the fleet's broker answers;
+otherwise no readiness probe (a running container counts as healthy), assignments recorded as pending
+(:class:`PendingAssignments`) and no MQTT columns, with ``note`` saying why. This module is plain types: it
+imports nothing of the runtime.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ __all__ = [
     "RuntimeHooks",
     "RuntimeStatus",
     "RuntimeStatusSource",
-    "runtime_hooks",
 ]
 
 ReadinessProbe = Callable[[str], bool]
@@ -94,22 +94,3 @@ class RuntimeHooks:
     status: Optional[RuntimeStatusSource] = None
     note: str = ""  # why the MQTT side is missing, when it is
     close: Callable[[], None] = lambda: None
-
-
-def runtime_hooks(fleet: Any, *, timeout: float = 3.0) -> RuntimeHooks:
-    """The hooks the CLI uses for ``fleet`` (a :class:`~splitinfer.fleet.schema.Fleet`): MQTT-backed when the
-    fleet's broker answers, the Docker side alone (with ``note`` saying why) when it does not."""
-    from .live import connect_live
-
-    live = connect_live(fleet, timeout=timeout)
-    if live is None:
-        return RuntimeHooks(
-            assignments=PendingAssignments(reason=f"broker {fleet.broker.url} unreachable"),
-            note=f"broker {fleet.broker.url} unreachable: MQTT columns empty, assignments not published",
-        )
-    custom = {d.id for d in fleet.devices if d.command is not None}  # not a splitinfer node: nothing reports
-
-    def ready(device_id: str) -> bool:
-        return device_id in custom or live.ready(device_id)
-
-    return RuntimeHooks(readiness=ready, assignments=live, status=live, close=live.close)

@@ -15,14 +15,14 @@ from typing import Any, Dict, Optional
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.messages import Override, Policy
 from splitinfer.broker.topics import Topics
-from splitinfer.coordinator.planner import Override, Policy
 from splitinfer.errors import TransportError
 from splitinfer.fleet.schema import Fleet
 
-from .hooks import Assignment, RuntimeStatus
+from .hooks import Assignment, PendingAssignments, RuntimeHooks, RuntimeStatus
 
-__all__ = ["LiveFleet", "broker_config", "connect_live", "policy_from_fleet"]
+__all__ = ["LiveFleet", "broker_config", "connect_live", "policy_from_fleet", "runtime_hooks"]
 
 
 def broker_config(fleet: Fleet, client_id: str) -> BrokerConfig:
@@ -169,3 +169,20 @@ def connect_live(fleet: Fleet, *, timeout: float = 3.0, wait: float = 2.5) -> Op
         return None
     live.refresh(wait=wait)
     return live
+
+
+def runtime_hooks(fleet: Fleet, *, timeout: float = 3.0) -> RuntimeHooks:
+    """The hooks the CLI uses for ``fleet``: MQTT-backed when the fleet's broker answers, the Docker side alone
+    (with ``note`` saying why) when it does not."""
+    live = connect_live(fleet, timeout=timeout)
+    if live is None:
+        return RuntimeHooks(
+            assignments=PendingAssignments(reason=f"broker {fleet.broker.url} unreachable"),
+            note=f"broker {fleet.broker.url} unreachable: MQTT columns empty, assignments not published",
+        )
+    custom = {d.id for d in fleet.devices if d.command is not None}  # not a splitinfer node: nothing reports
+
+    def ready(device_id: str) -> bool:
+        return device_id in custom or live.ready(device_id)
+
+    return RuntimeHooks(readiness=ready, assignments=live, status=live, close=live.close)

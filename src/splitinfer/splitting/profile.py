@@ -188,9 +188,9 @@ def measure_cuts(
 
 def calibration_images(count: int = 4) -> List[Any]:
     """A few frames of the synthetic source (Ultralytics' bundled images panned across 1280×720)."""
-    from splitinfer.sources import synthetic_frames
+    from .samples import synthetic_frames
 
-    frames = [f.image for f in synthetic_frames(2 * count)]
+    frames = [image for image, _ in synthetic_frames(2 * count)]
     return frames[::2][:count]
 
 

@@ -1,7 +1,0 @@
-"""The tail node program: what the tail container (Dockerfile.tail) runs."""
-
-from __future__ import annotations
-
-from .tail import TailNode
-
-__all__ = ["TailNode"]

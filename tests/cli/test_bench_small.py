@@ -1,0 +1,36 @@
+"""The smaller `splitctl bench` subcommands through the Typer app: each prints and writes its JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from splitinfer.cli.app import app
+
+
+def test_bench_frames_writes_the_24_frame_set(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", "frames", "--out", str(tmp_path / "frames")])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 24
+
+
+@pytest.mark.mosquitto
+def test_bench_broker_prints_json_and_writes_it(tmp_path: Path) -> None:
+    from splitinfer.broker.local import find_mosquitto
+
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto is not installed")
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(app, ["bench", "broker", "--kinds", "mosquitto", "--n", "3", "--json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["bytes"] for r in data["rows"]] == [1_000, 150_000, 1_000_000, 6_000_000]
+    assert all(r["broker"] == "mosquitto" and r["p50_ms"] > 0 for r in data["rows"])
+
+
+def test_bench_codec_speed_refuses_malformed_bits() -> None:
+    result = CliRunner().invoke(app, ["bench", "codec-speed", "--bits", "2,x"])
+    assert result.exit_code == 1 and "expected integers" in result.output

@@ -1,0 +1,103 @@
+"""A fleet on this machine for the runtime tests: real node processes (``python -m splitinfer node …``) on a
+real broker, and an operator client that reads detections and metrics."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from splitinfer.broker.client import MqttClient
+from splitinfer.broker.config import BrokerConfig
+from splitinfer.broker.topics import Topics
+from splitinfer.cluster.processes import Processes, node_command
+
+
+class Cluster:
+    def __init__(self, url: str, logs: Path, fleet: str = "test") -> None:
+        self.url = url
+        self.logs = logs
+        self.topics = Topics(fleet)
+        self.procs = Processes(logs)
+        self.operator = MqttClient(BrokerConfig.from_url(url, client_id=f"{fleet}-operator-test"))
+        self.detections = self.operator.subscribe(self.topics.all_detections(), maxsize=100_000, drop="newest")
+        self.metrics_sub = self.operator.subscribe(self.topics.all_devices("metrics"), maxsize=100_000)
+        self.state_sub = self.operator.subscribe(self.topics.all_devices("state"), qos=1, maxsize=100_000)
+        self.states: Dict[str, str] = {}
+        self.tails: List[str] = []
+        self.operator.connect(timeout=10)
+        self._metrics: Dict[str, Dict[str, Any]] = {}
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        return self.procs.start(name, node_command(*args, "--broker", self.url, "--fleet", self.topics.fleet))
+
+    def coordinator(self, model: str, *args: str) -> subprocess.Popen:
+        return self.start("coordinator", "coordinator", "--model", model, *args)
+
+    def tail(self, device_id: str, *args: str) -> subprocess.Popen:
+        self.tails.append(device_id)
+        return self.start(device_id, "node", "tail", "--id", device_id, *args)
+
+    def head(self, device_id: str, source: str, *args: str) -> subprocess.Popen:
+        """Start a head once every tail started so far is online, as an operator would: a head that comes up
+        with no live tail gets no route and drops its first frames."""
+        for tail in self.tails:
+            self.wait_online(tail)
+        return self.start(device_id, "node", "head", "--id", device_id, "--source", source, *args)
+
+    def wait_online(self, device_id: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.states.get(device_id) != "online":
+            assert time.monotonic() < deadline, f"{device_id} not online after {timeout} s\n{self.log_tails()}"
+            msg = self.state_sub.get(timeout=0.2)
+            if msg is not None:
+                self.states[self.topics.parse(msg.topic).device] = msg.payload.decode()
+            self.check_alive()
+
+    def wait_detections(self, n: int, timeout: float, where: Optional[Callable[[dict], bool]] = None) -> List[dict]:
+        """At least ``n`` detection records (matching ``where``), or AssertionError with the logs' tails."""
+        out: List[dict] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            msg = self.detections.get(timeout=0.2)
+            if msg is not None:
+                record = json.loads(msg.payload)
+                if where is None or where(record):
+                    out.append(record)
+            self.check_alive()
+        assert len(out) >= n, f"only {len(out)} of {n} detections in {timeout} s\n{self.log_tails()}"
+        return out
+
+    def metrics(self, device_id: str, timeout: float = 10.0, where: Callable[[dict], bool] = lambda m: True) -> dict:
+        """The first metrics report of ``device_id`` (from now on) for which ``where`` holds."""
+        topic = self.topics.metrics(device_id)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self.metrics_sub.get(timeout=0.2)
+            if msg is not None and msg.topic == topic:
+                data = json.loads(msg.payload)
+                if where(data):
+                    return data
+        raise AssertionError(f"no matching metrics from {device_id} in {timeout} s\n{self.log_tails()}")
+
+    def check_alive(self, *names: str) -> None:
+        from splitinfer.errors import ProcessError
+
+        try:
+            self.procs.check(names or None, allowed=(0, -9))
+        except ProcessError as exc:
+            raise AssertionError(f"{exc}\n{self.log_tails()}") from None
+
+    def kill(self, name: str) -> None:
+        self.procs[name].send_signal(signal.SIGKILL)
+        self.procs[name].wait(10)
+
+    def log_tails(self, lines: int = 15) -> str:
+        return self.procs.tails(lines)
+
+    def close(self) -> None:
+        self.procs.stop()
+        self.operator.close(timeout=0.5)
