@@ -24,7 +24,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "splitting": LOWER,
     "codec": LOWER,
     "broker": LOWER,
-    "fleet": LOWER,
+    "fleet": LOWER | {"broker"},
     "node": LOWER | {"splitting", "codec", "broker"},
     "coordinator": LOWER | {"broker"},
     "head": LOWER | {"splitting", "codec", "broker", "node"},

@@ -57,7 +57,15 @@ class SourceError(SplitInferError):
 
 
 class TransportError(SplitInferError):
-    """The MQTT transport failed: connection, authentication, or payload limits."""
+    """The MQTT transport failed: connection, authentication, or payload limits.
+
+    ``refused`` is True when the broker answered and turned the login down (credentials, client id): retrying
+    will not help, and it must not read as "unreachable".
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class ProtocolError(TransportError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List
@@ -27,17 +28,39 @@ T = Topics("traffic-a")
 
 
 def test_conf_has_auth_on_and_limits() -> None:
-    conf = render_mosquitto_files("traffic-a", DEVICES, PASSWORDS, hasher="python").conf
+    files = render_mosquitto_files("traffic-a", DEVICES, PASSWORDS, hasher="python")
+    conf = files.conf
     for line in [
+        "per_listener_settings true",
         "allow_anonymous false",
         "password_file /mosquitto/config/passwd",
+        "password_file /mosquitto/config/passwd-operators",
         "acl_file /mosquitto/config/acl",
+        "use_username_as_clientid true",
         "persistence true",
+        "autosave_on_changes true",
         "listener 1883",
+        "listener 1884",
         f"message_size_limit {16 * 1024 * 1024}",
     ]:
         assert line in conf.splitlines()
     assert "listener 8883" not in conf
+    assert [line.split(":")[0] for line in files.passwd.splitlines()] == [d for d, _ in DEVICES]
+    assert [line.split(":")[0] for line in files.passwd_operators.splitlines()] == ["coordinator"]
+
+
+def test_passwords_never_reach_a_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mosquitto_passwd hashes a prepared file (-U): no password is an argument any local user's ps could see."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "mosquitto_passwd"
+    fake.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexec {shutil.which('mosquitto_passwd') or 'true'} \"$@\"\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    files = render_mosquitto_files("traffic-a", DEVICES, PASSWORDS, hasher="mosquitto_passwd")
+    argv = calls.read_text()
+    assert all(password not in argv for password in PASSWORDS.values()) and "-U" in argv
+    if shutil.which("mosquitto_passwd"):
+        assert files.passwd.count("$7$") == len(DEVICES)
 
 
 def test_conf_with_tls_listener() -> None:
@@ -67,7 +90,7 @@ def test_acl_grants_by_role() -> None:
     assert f"pattern write {root}/devices/%u/state" in lines
     assert f"pattern read {root}/devices/%u/assign" in lines
     head = lines[lines.index("user jetson-01") + 1 : lines.index("user jetson-02")]
-    assert head == [f"topic write {root}/features/+/jetson-01"]
+    assert head == [f"topic write {root}/features/+/jetson-01", f"topic read {root}/detections/jetson-01"]
     tail = lines[lines.index("user tail-01") + 1 : lines.index("user tail-02")]
     assert tail == [f"topic read {root}/features/tail-01/+", f"topic write {root}/detections/+"]
     assert lines[-3:] == [
@@ -113,12 +136,13 @@ def test_passwd_python_and_tool_write_the_same_format() -> None:
 
 
 def _start(tmp: Path, hasher: str) -> LocalBroker:
-    port = free_port()
+    port, operator_port = free_port(), free_port()
     files = render_mosquitto_files(
         "traffic-a",
         DEVICES,
         PASSWORDS,
         port=port,
+        operator_port=operator_port,
         bind_address="127.0.0.1",
         config_dir=str(tmp),
         data_dir=None,
@@ -127,7 +151,10 @@ def _start(tmp: Path, hasher: str) -> LocalBroker:
     )
     paths = files.write(str(tmp))
     assert oct(paths["passwd"].stat().st_mode & 0o777) == "0o600"
-    return run_mosquitto(str(paths["mosquitto.conf"]), port)
+    assert oct(paths["passwd-operators"].stat().st_mode & 0o777) == "0o600"
+    broker = run_mosquitto(str(paths["mosquitto.conf"]), port)
+    broker.operator_url = f"mqtt://127.0.0.1:{operator_port}"  # type: ignore[attr-defined]
+    return broker
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +170,10 @@ def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker
 def login(acl_broker: LocalBroker) -> Iterator[Callable[..., MqttClient]]:
     made: List[MqttClient] = []
 
-    def make(user: str) -> MqttClient:
-        client = MqttClient(BrokerConfig(acl_broker.url, username=user, password=PASSWORDS[user], client_id=user))
+    def make(user: str, *, client_id: str = "", listener: str = "") -> MqttClient:
+        listener = listener or ("operators" if user == "coordinator" else "devices")
+        url = acl_broker.operator_url if listener == "operators" else acl_broker.url  # type: ignore[attr-defined]
+        client = MqttClient(BrokerConfig(url, username=user, password=PASSWORDS[user], client_id=client_id or user))
         made.append(client)
         client.connect(timeout=5)
         return client
@@ -251,3 +280,23 @@ def test_mosquitto_passwd_hashes_work_too(tmp_path: Path) -> None:
         client.close()
     finally:
         broker.stop()
+
+
+@pytest.mark.mosquitto
+def test_no_device_takes_over_another_session(login: Callable[..., MqttClient]) -> None:
+    victim = login("jetson-01")
+    coordinator = login("coordinator", client_id="traffic-a-coordinator")
+    for stolen in ("jetson-01", "traffic-a-coordinator", "tail-01"):
+        login("jetson-02", client_id=stolen).close(timeout=0.5)  # the broker names it "jetson-02" whatever it asks
+    time.sleep(0.5)
+    assert victim.counters()["disconnects"] == 0 and coordinator.counters()["disconnects"] == 0
+
+
+@pytest.mark.mosquitto
+def test_each_listener_takes_only_its_own_users(login: Callable[..., MqttClient]) -> None:
+    with pytest.raises(TransportError, match="refused"):
+        login("jetson-01", listener="operators")
+    with pytest.raises(TransportError, match="refused"):
+        login("coordinator", listener="devices")
+    login("coordinator", client_id="op-1")
+    login("coordinator", client_id="op-2")  # operators keep several sessions at once

@@ -39,13 +39,14 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Local
         pytest.skip("needs mosquitto and openssl")
     tmp = tmp_path_factory.mktemp("tls")
     _make_certs(tmp)
-    port = free_port()
+    port, operator_port = free_port(), free_port()
     files = render_mosquitto_files(
         "f",
         [("jetson-01", "head")],
         {"jetson-01": "pw", "coordinator": "pw-c"},
         port=None,
         tls_port=port,
+        operator_port=operator_port,
         bind_address="127.0.0.1",
         cafile=str(tmp / "ca.pem"),
         certfile=str(tmp / "server.pem"),
@@ -56,6 +57,7 @@ def tls_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Local
         hasher="python",
     )
     broker = run_mosquitto(str(files.write(str(tmp))["mosquitto.conf"]), port)
+    broker.operator_port = operator_port  # type: ignore[attr-defined]
     yield broker, str(tmp / "ca.pem")
     broker.stop()
 
@@ -66,7 +68,8 @@ def test_mqtts_round_trip_with_the_fleet_ca(tls_broker: Tuple[LocalBroker, str])
     config = BrokerConfig(url, username="jetson-01", password="pw", ca_file=ca_file)
     with MqttClient(config) as client:
         sub = client.subscribe("splitinfer/f/devices/jetson-01/assign", qos=1)
-        with MqttClient(BrokerConfig(url, username="coordinator", password="pw-c", ca_file=config.ca_file)) as op:
+        operators = f"mqtts://127.0.0.1:{broker.operator_port}"  # type: ignore[attr-defined]
+        with MqttClient(BrokerConfig(operators, username="coordinator", password="pw-c", ca_file=ca_file)) as op:
             op.publish("splitinfer/f/devices/jetson-01/assign", b"{}", qos=1)
             msg = sub.get(timeout=5)
     assert msg is not None and msg.payload == b"{}"

@@ -4,8 +4,10 @@ deploy gives its container, keeps it to its own topics, and refuses anonymous cl
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator, List
@@ -48,7 +50,9 @@ def test_broker_config_writes_three_files(tmp_path: Path, monkeypatch: pytest.Mo
     assert "user cam-1" in acl and "topic write splitinfer/acl/features/+/cam-1" in acl
     assert "topic write splitinfer/acl/coordinator/policy" in acl
     passwd = (tmp_path / "broker" / "passwd").read_text()
-    assert SECRET["FLEET_SECRET"] not in passwd and passwd.count("$7$") == 4  # 3 devices + the operator
+    assert SECRET["FLEET_SECRET"] not in passwd and passwd.count("$7$") == 3  # the 3 devices
+    assert (tmp_path / "broker" / "passwd-operators").read_text().startswith("coordinator:$7$")
+    assert "use_username_as_clientid true" in conf and "listener 1884" in conf
     assert (tmp_path / "broker" / "passwd").stat().st_mode & 0o077 == 0
 
 
@@ -67,8 +71,10 @@ def broker_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     port = free_port()
     fleet = write_fleet(tmp_path, port)
     log = open(tmp_path / "broker.log", "wb")  # noqa: SIM115  (closed below, after the process)
+    workdir = Path(tempfile.mkdtemp(prefix="si-broker-", dir="/tmp"))  # as root, Mosquitto runs as another user
+    workdir.chmod(0o755)
     proc = subprocess.Popen([sys.executable, "-m", "splitinfer", "broker", "up", "-f", str(fleet),
-                             "--workdir", str(tmp_path / "run")], stdout=log, stderr=subprocess.STDOUT,
+                             "--workdir", str(workdir / "run")], stdout=log, stderr=subprocess.STDOUT,
                             env={**__import__("os").environ, **SECRET})
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -82,6 +88,7 @@ def broker_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     proc.terminate()
     proc.wait(10)
     log.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.mark.mosquitto

@@ -26,7 +26,7 @@ runner = CliRunner()
 
 def test_broker_runs_as_a_container_with_the_fleet_acl(tmp_path: Path, dockerd: str, node_image: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLEET_SECRET", "s3cret")
+    monkeypatch.setenv("FLEET_SECRET", "s3cret-fleet-secret-1")
     port = free_port()
     path = tmp_path / "fleet.yaml"
     path.write_text(json.dumps({

@@ -14,6 +14,7 @@ from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.topics import Topics
 from splitinfer.cluster.processes import Processes, node_command
+from splitinfer.node.models import as_assigned
 
 
 class Cluster:
@@ -28,6 +29,7 @@ class Cluster:
         self.state_sub = self.operator.subscribe(self.topics.all_devices("state"), qos=1, maxsize=100_000)
         self.states: Dict[str, str] = {}
         self.tails: List[str] = []
+        self.model_dir = ""
         self.operator.connect(timeout=10)
         self._metrics: Dict[str, Dict[str, Any]] = {}
 
@@ -35,18 +37,21 @@ class Cluster:
         return self.procs.start(name, node_command(*args, "--broker", self.url, "--fleet", self.topics.fleet))
 
     def coordinator(self, model: str, *args: str) -> subprocess.Popen:
-        return self.start("coordinator", "coordinator", "--model", model, *args)
+        """A model file is assigned as deployments do: by name, pinned by sha256, in the nodes' model folder."""
+        self.model_dir, name, digest = as_assigned(model)
+        return self.start("coordinator", "coordinator", "--model", name, "--sha256", digest, *args)
 
     def tail(self, device_id: str, *args: str) -> subprocess.Popen:
         self.tails.append(device_id)
-        return self.start(device_id, "node", "tail", "--id", device_id, *args)
+        return self.start(device_id, "node", "tail", "--id", device_id, "--model-dir", self.model_dir, *args)
 
     def head(self, device_id: str, source: str, *args: str) -> subprocess.Popen:
         """Start a head once every tail started so far is online, as an operator would: a head that comes up
         with no live tail gets no route and drops its first frames."""
         for tail in self.tails:
             self.wait_online(tail)
-        return self.start(device_id, "node", "head", "--id", device_id, "--source", source, *args)
+        return self.start(device_id, "node", "head", "--id", device_id, "--source", source, "--model-dir",
+                          self.model_dir, *args)
 
     def wait_online(self, device_id: str, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout

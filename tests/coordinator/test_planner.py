@@ -5,7 +5,7 @@ from typing import Dict
 from splitinfer.broker.messages import Assignment
 from splitinfer.coordinator import DeviceState, Override, Policy, plan
 
-POLICY = Policy(model="yolo11n.pt", sha256="abc", imgsz=640, cut="b", codec={"bits": 4})
+POLICY = Policy(model="yolo11n.pt", sha256="ab" * 32, imgsz=640, cut="b", codec={"bits": 4})
 
 
 def fleet(heads: int, tails: Dict[str, bool]) -> Dict[str, DeviceState]:
@@ -23,7 +23,7 @@ def test_heads_are_balanced_across_live_tails() -> None:
     assert sorted(routes(result).values()) == ["t1", "t1", "t2", "t2"]
     assert result["t1"].heads == sorted(h for h, t in routes(result).items() if t == "t1")
     assert all(a.generation == 1 for a in result.values())
-    assert result["cam-0"].cut == "b" and result["cam-0"].codec == {"bits": 4} and result["cam-0"].sha256 == "abc"
+    assert result["cam-0"].cut == "b" and result["cam-0"].codec == {"bits": 4} and result["cam-0"].sha256 == "ab" * 32
 
 
 def test_unchanged_plan_keeps_generations() -> None:

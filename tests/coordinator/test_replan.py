@@ -18,12 +18,12 @@ def info(profile: Dict[str, Any]) -> bytes:
 def test_link_changes_replan_only_past_the_fraction() -> None:
     c = Coordinator(BrokerConfig("mqtt://127.0.0.1:1"), Topics("t"), Policy(model="m"), replan_fraction=0.25)
     try:
-        assert c._absorb_kind("info", "cam", info({"layer_ms": [1.0]}))  # a new device
-        assert c._absorb_kind("info", "cam", info({"layer_ms": [1.0], "link": {"bandwidth_bps": 10e6}}))
+        assert c._absorb_info("cam", info({"layer_ms": [1.0]}))  # a new device
+        assert c._absorb_info("cam", info({"layer_ms": [1.0], "link": {"bandwidth_bps": 10e6}}))
         c._planned_links["cam"] = 10e6
-        assert not c._absorb_kind("info", "cam", info({"layer_ms": [1.0], "link": {"bandwidth_bps": 11e6}}))
-        assert c._absorb_kind("info", "cam", info({"layer_ms": [1.0], "link": {"bandwidth_bps": 5e6}}))
-        assert c._absorb_kind("info", "cam", info({"layer_ms": [1.0], "head_scale": 1.5,
+        assert not c._absorb_info("cam", info({"layer_ms": [1.0], "link": {"bandwidth_bps": 11e6}}))
+        assert c._absorb_info("cam", info({"layer_ms": [1.0], "link": {"bandwidth_bps": 5e6}}))
+        assert c._absorb_info("cam", info({"layer_ms": [1.0], "head_scale": 1.5,
                                                    "link": {"bandwidth_bps": 5e6}}))  # a calibration
     finally:
         c.mqtt.close(timeout=0.1)

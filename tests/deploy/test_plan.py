@@ -35,7 +35,8 @@ def _fleet(**changes: object) -> Fleet:
     return Fleet.model_validate(data)
 
 
-ENV = {"MQTT_PW": "s3cret"}
+SECRET = "s3cret-fleet-secret-1"
+ENV = {"MQTT_PW": SECRET}
 
 
 def test_rolling_order_is_tails_first_in_file_order() -> None:
@@ -64,7 +65,7 @@ def test_spec_for_jetson_head_and_gpu_tail() -> None:
 
     assert head.env["SPLITINFER_SOURCE"] == "0"
     assert head.env["SPLITINFER_MQTT_USERNAME"] == "cam-1"  # one MQTT user per device, for the broker's ACL
-    assert head.env["SPLITINFER_MQTT_PASSWORD"] == derive_password("s3cret", "traffic-a", "cam-1") != "s3cret"
+    assert head.env["SPLITINFER_MQTT_PASSWORD"] == derive_password(SECRET, "traffic-a", "cam-1") != SECRET
     assert "MQTT_PW" not in head.env
     assert head.public_env()["SPLITINFER_MQTT_PASSWORD"] == "***"
     assert head.labels == {
@@ -96,7 +97,7 @@ def test_hash_is_stable_and_ignores_cut_bits_batch() -> None:
 
 def test_hash_changes_with_what_needs_a_recreate() -> None:
     base = plan_targets(_fleet(), environ=ENV)[0].config_hash
-    assert plan_targets(_fleet(), environ={"MQTT_PW": "rotated"})[0].config_hash != base
+    assert plan_targets(_fleet(), environ={"MQTT_PW": "rotated-fleet-secret-2"})[0].config_hash != base
     fleet = _fleet(images={"tail": "registry/tail:2"})
     assert plan_targets(fleet, environ=ENV)[0].config_hash != base
     assert plan_targets(_fleet(broker={"url": "mqtt://other:1883"}), environ=ENV)[0].config_hash != base

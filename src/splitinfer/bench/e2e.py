@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from splitinfer.cluster.processes import Processes
 from splitinfer.errors import BenchError
+from splitinfer.node.models import as_assigned
 from splitinfer.node.stats import percentile
 
 from .netns import NetnsPair, netem_available
@@ -150,12 +151,16 @@ class _Bench:
         fps = self.fps_for(self.predicted(cut, rate))
         common = ["--broker", self.url, "--fleet", fleet]
         done = self.work / f"{fleet}.done"
-        self.spawn("tail", "coordinator", _py("-m", "splitinfer", "coordinator", *common, "--model", o.model,
+        folder, name, digest = as_assigned(o.model)
+        self.spawn("tail", "coordinator", _py("-m", "splitinfer", "coordinator", *common, "--model", name,
+                                              "--sha256", digest, "--inventory", "tail-1=tail",
+                                              "--inventory", "head-1=head",
                                               "--imgsz", str(o.imgsz), "--cut", cut, "--bits", str(o.bits),
                                               "--tail-batch", "1", "--max-wait-ms", "0"))
         tail_log = self.procs.log("tail")
         offset = tail_log.stat().st_size if tail_log.exists() else 0
         self.spawn("tail", "tail", _py("-m", "splitinfer", "node", "tail", *common, "--id", "tail-1",
+                                       "--model-dir", folder,
                                               "--threads", str(o.threads)))
         # a head that comes up before any tail is live gets no route, and its first frames are (rightly) dropped
         self.procs.wait_for_line("tail", ": assignment ", o.timeout, offset=offset)
@@ -163,6 +168,7 @@ class _Bench:
                                                       "--frames", str(total), "--done-file", str(done),
                                                       "--timeout", str(o.timeout)), stdout=subprocess.PIPE)
         self.spawn("head", "head", _py("-m", "splitinfer", "node", "head", *common, "--id", "head-1",
+                                       "--model-dir", folder,
                                               "--source", f"synthetic:{total}", "--fps", str(fps),
                                               "--frames", str(total), "--threads", str(o.threads)))
         try:

@@ -288,7 +288,7 @@ class MqttClient:
         if got and self._refusal is not None:
             code = self._refusal
             hint = _REFUSALS.get(code.value, str(code))
-            raise TransportError(f"the MQTT broker at {cfg.url} refused the connection: {hint}")
+            raise TransportError(f"the MQTT broker at {cfg.url} refused the connection: {hint}", refused=True)
         raise TransportError(
             f"connected to {cfg.url} but got no MQTT CONNACK in time: is it an MQTT broker"
             + (" with TLS on this port?" if cfg.tls else ", and not a TLS port (which needs mqtts://)?")

@@ -118,7 +118,8 @@ class BrokerConfig:
         return cls(url=clean, **options)
 
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **options: Any) -> BrokerConfig:
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, *, url: Optional[str] = None,
+                 **options: Any) -> BrokerConfig:
         """Build from ``SPLITINFER_BROKER_URL`` (default ``mqtt://127.0.0.1:1883``), ``SPLITINFER_MQTT_USERNAME``,
         ``SPLITINFER_MQTT_PASSWORD`` (read at connect time), ``SPLITINFER_MQTT_CA_FILE``, ``…_CERT_FILE``,
         ``…_KEY_FILE``, ``…_TLS_INSECURE``, ``…_CLIENT_ID``, ``…_KEEPALIVE``, ``…_MAX_PAYLOAD``.
@@ -145,7 +146,7 @@ class BrokerConfig:
             else:
                 found["password"] = env[ENV_PASSWORD]
         found.update(options)
-        return cls.from_url(env.get(ENV_URL) or DEFAULT_URL, **found)
+        return cls.from_url(url or env.get(ENV_URL) or DEFAULT_URL, **found)
 
 
 def _env_int(name: str, value: str) -> int:

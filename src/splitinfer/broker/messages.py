@@ -1,15 +1,18 @@
 """What travels on the topic tree: the JSON payloads (device info, assignments, the fleet policy) and the
 envelope around feature frames.
 
-Every parser bounds what it reads and raises one typed error (``ProtocolError``, a ``TransportError``) with a
-clear message, so a node skips a bad message instead of crashing. Part of the node runtime: Python 3.8.
+Nothing a device publishes is trusted: every JSON payload is bounded in size and depth and validated against a
+schema (pydantic dataclasses, strict types, every number range-checked) before use, and every failure is one
+``ProtocolError`` with a clear message, so the receiver skips the message instead of crashing. Part of the node
+runtime: Python 3.8.
 
 Features envelope (binary, little-endian), in front of the codec blob on ``features/<tail>/<head>``::
 
     magic  b"SIF1"   4 bytes
     sent   float64   wall-clock seconds when published (transit = receive time - sent)
     count  uint8     number of stage timings that follow (forward compatible: extra ones are ignored)
-    stages float32 × count   capture_ms, preprocess_ms, head_ms, encode_ms (per batch)
+    stages float32 × count   capture_ms, preprocess_ms, head_ms, encode_ms (per batch), clock_offset_ms
+                             (the head's estimate of tail clock − head clock; 0 when unknown)
     blob   rest      the codec's self-describing payload
 """
 
@@ -17,14 +20,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
-from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from dataclasses import asdict, field, replace
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
+
+from pydantic import BaseModel as _BaseModel
+from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic.dataclasses import dataclass
+from typing_extensions import Annotated
 
 from splitinfer.errors import ProtocolError
 
 __all__ = [
     "HEAD_STAGES",
+    "MODES",
     "Assignment",
     "DeviceInfo",
     "Override",
@@ -37,13 +47,17 @@ __all__ = [
 
 ENVELOPE_MAGIC = b"SIF1"
 _ENVELOPE = struct.Struct("<4sdB")
-HEAD_STAGES = ("capture_ms", "preprocess_ms", "head_ms", "encode_ms")
+HEAD_STAGES = ("capture_ms", "preprocess_ms", "head_ms", "encode_ms", "clock_offset_ms")
 MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32
 ROLES = ("head", "tail", "coordinator")
+MODES = ("split", "local", "offload")
 _EXPLANATION = ("reason", "predicted_ms", "predicted_fps", "prediction")  # why a cut was chosen: not the pipeline
+_ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 
 
 def pack_features(blob: bytes, sent: float, stages: Mapping[str, float]) -> bytes:
+    """The envelope (publish time, the head's stage timings) in front of a codec blob."""
     values = [float(stages.get(name, 0.0)) for name in HEAD_STAGES]
     return _ENVELOPE.pack(ENVELOPE_MAGIC, sent, len(values)) + struct.pack(f"<{len(values)}f", *values) + blob
 
@@ -72,38 +86,150 @@ def parse_json(payload: bytes, what: str) -> Dict[str, Any]:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"{what}: not JSON ({exc})") from exc
+    except RecursionError:
+        raise ProtocolError(f"{what}: JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ProtocolError(f"{what}: expected a JSON object, got {type(data).__name__}")
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise ProtocolError(f"{what}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     return data
 
 
-def _get(data: Mapping[str, Any], key: str, kind: Any, what: str, default: Any = ...) -> Any:
-    if key not in data or data[key] is None:
-        if default is ...:
-            raise ProtocolError(f"{what}: missing field {key!r}")
-        return default
-    value = data[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(f"{what}: field {key!r} should be {getattr(kind, '__name__', kind)}, got {value!r}")
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (a deep document must not exhaust the stack here either)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if level > MAX_JSON_DEPTH:
+            return level
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+    return deepest
+
+
+T = TypeVar("T")
+
+
+def validated(kind: Type[T], data: Mapping[str, Any], what: str) -> T:
+    """``kind(**data)`` with pydantic's checks; ProtocolError (one line per problem) if they fail."""
+    try:
+        return kind(**data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+                             for e in exc.errors(include_url=False)[:5])
+        raise ProtocolError(f"{what}: {problems}") from None
+    except TypeError as exc:  # a key that is not an identifier
+        raise ProtocolError(f"{what}: {exc}") from None
+
+
+
+
+# ---- field types: every number a message can carry is range-checked here ----------------------------------------
+
+_STRICT = ConfigDict(strict=True, extra="ignore", frozen=True)  # newer senders may add fields: older readers skip
+Ms = Annotated[float, Field(ge=0.0, le=1e7, allow_inf_nan=False)]  # a duration in ms (at most ~3 hours)
+Text = Annotated[str, Field(max_length=1024)]
+DeviceId = Annotated[str, Field(pattern=f"^{_ID}$")]
+Sha256 = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
+ImgSize = Annotated[int, Field(ge=32, le=4096, multiple_of=32)]
+Cut = Annotated[str, Field(pattern=r"^([abcd]|auto|[1-9][0-9]{0,3})?$")]
+MAX_LAYERS = 1024
+
+
+def _settings(value: Dict[str, Any], what: str) -> Dict[str, Any]:
+    """Codec settings: at most 32 keys, identifiers, scalar values (the codec checks their meaning)."""
+    if len(value) > 32:
+        raise ValueError(f"{what}: at most 32 settings")
+    for key, item in value.items():
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,31}", key):
+            raise ValueError(f"{what}: {key!r} is not a setting name")
+        if not (item is None or isinstance(item, (bool, int, str)) or (isinstance(item, float) and
+                                                                       math.isfinite(item))):
+            raise ValueError(f"{what}: {key} must be a number, a string or a boolean")
+        if isinstance(item, str) and len(item) > 256:
+            raise ValueError(f"{what}: {key} is too long")
     return value
 
 
-@dataclass(frozen=True)
-class DeviceInfo:
-    """What a node says about itself on ``devices/<id>/info`` (retained)."""
+class _Profile(_BaseModel):
+    """What a node may say about its own speed (``DeviceInfo.profile``); see splitinfer.splitting.profile."""
 
-    id: str
-    role: str
-    version: str = ""
-    arch: str = ""
-    accelerator: str = "cpu"
-    torch: str = ""
-    cuda: str = ""
-    memory_mb: int = 0
-    python: str = ""
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+    class _CutSize(_BaseModel):
+        model_config = ConfigDict(strict=True, extra="ignore")
+        bytes: Annotated[float, Field(ge=0.0, le=1e10, allow_inf_nan=False)]
+        encode_ms: Ms = 0.0
+        decode_ms: Ms = 0.0
+
+    class _Link(_BaseModel):
+        model_config = ConfigDict(strict=True, extra="ignore")
+        bandwidth_bps: Annotated[float, Field(gt=0.0, le=1e15, allow_inf_nan=False)]
+        rtt_ms: Ms = 0.0
+        probe_bytes: Annotated[int, Field(ge=0, le=1 << 31)] = 0
+        at: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] = 0.0
+
+    version: Optional[Annotated[int, Field(ge=0, le=1000)]] = None
+    model: Optional[Text] = None
+    fingerprint: Optional[Annotated[str, Field(max_length=128)]] = None
+    imgsz: Optional[ImgSize] = None
+    batch: Optional[Annotated[int, Field(ge=1, le=256)]] = None
+    device: Optional[Annotated[str, Field(max_length=64)]] = None
+    num_layers: Optional[Annotated[int, Field(ge=1, le=MAX_LAYERS)]] = None
+    presets: Optional[Dict[Annotated[str, Field(pattern="^[abcd]$")],
+                           Annotated[int, Field(ge=1, le=MAX_LAYERS)]]] = None
+    layer_ms: Optional[Annotated[List[Ms], Field(max_length=MAX_LAYERS)]] = None
+    batch_layer_ms: Optional[Annotated[List[Ms], Field(max_length=MAX_LAYERS)]] = None
+    preprocess_ms: Optional[Ms] = None
+    postprocess_ms: Optional[Ms] = None
+    cuts: Optional[Dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}$")], _CutSize]] = None
+    codec: Optional[Dict[str, Any]] = None
+    link: Optional[_Link] = None
+    head_scale: Optional[Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]] = None
+    tail_scale: Optional[Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]] = None
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, value: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+        return None if value is None else _settings(value, "codec")
+
+
+def _profile(value: Dict[str, Any]) -> Dict[str, Any]:
+    """A profile as plain data again, holding only the fields the schema knows, each checked."""
+    if len(value) > 64:
+        raise ValueError("profile: too many fields")
+    return _Profile.model_validate(value).model_dump(exclude_none=True)
+
+
+# ---- the messages -------------------------------------------------------------------------------------------------
+
+
+@dataclass(config=_STRICT)
+class DeviceInfo:
+    """What a node says about itself on ``devices/<id>/info`` (retained). Its ``role`` is what it claims: the
+    coordinator takes roles from the fleet inventory in the policy when there is one. ``device`` is the torch
+    device it runs on; ``failure`` why it cannot serve (with state ``failed``), empty otherwise."""
+
+    id: DeviceId
+    role: Annotated[str, Field(pattern="^(head|tail|coordinator)$")]
+    version: Annotated[str, Field(max_length=64)] = ""
+    arch: Annotated[str, Field(max_length=64)] = ""
+    accelerator: Annotated[str, Field(max_length=256)] = "cpu"
+    torch: Annotated[str, Field(max_length=64)] = ""
+    cuda: Annotated[str, Field(max_length=64)] = ""
+    memory_mb: Annotated[int, Field(ge=0, le=1 << 40)] = 0
+    python: Annotated[str, Field(max_length=64)] = ""
+    device: Annotated[str, Field(max_length=64)] = ""
+    failure: Text = ""
     profile: Dict[str, Any] = field(default_factory=dict)
+
+    @field_validator("profile")
+    @classmethod
+    def _profile(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        return _profile(value)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -111,117 +237,129 @@ class DeviceInfo:
     @classmethod
     def from_json(cls, payload: bytes) -> DeviceInfo:
         data = parse_json(payload, "device info")
-        what = f"device info of {data.get('id')!r}"
-        role = _get(data, "role", str, what)
-        if role not in ROLES:
-            raise ProtocolError(f"{what}: role must be one of {ROLES}, got {role!r}")
-        return cls(
-            id=_get(data, "id", str, what), role=role, version=_get(data, "version", str, what, ""),
-            arch=_get(data, "arch", str, what, ""), accelerator=_get(data, "accelerator", str, what, "cpu"),
-            torch=_get(data, "torch", str, what, ""), cuda=_get(data, "cuda", str, what, ""),
-            memory_mb=_get(data, "memory_mb", int, what, 0), python=_get(data, "python", str, what, ""),
-            profile=_get(data, "profile", dict, what, {}),
-        )
+        return validated(cls, data, f"device info of {str(data.get('id'))[:64]!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(config=_STRICT)
 class Assignment:
     """What the coordinator tells a node on ``devices/<id>/assign`` (retained).
 
-    For a head: the model to load (path as the node sees it, and its sha256 when it is a checkpoint), the input
-    size, the cut (``a|b|c|d`` or a layer number; the head resolves it on its model), the codec settings, the
-    tail to send to (``route``; empty while no tail is live) and the batch size. For a tail: model, imgsz,
-    batch and ``max_wait_ms``; ``heads`` lists the heads routed to it.
+    For a head: the model to load (a name under the node's model folder, and its sha256 when it is a checkpoint),
+    the input size, the cut (``a|b|c|d`` or a layer number; the head resolves it on its model), the codec
+    settings, the tail to send to (``route``; empty while no tail is live) and the batch size. For a tail: model,
+    imgsz, batch and ``max_wait_ms``; ``heads`` lists the heads routed to it.
+
+    ``epoch`` is the coordinator's start (wall-clock seconds) and ``generation`` counts changes within it: a node
+    follows an assignment whose ``(epoch, generation)`` is newer than its own, so a restarted coordinator (whose
+    retained state may be older than what the nodes hold) is followed at once.
 
     Why the cut was chosen (optional, absent from older coordinators): ``reason`` in words, ``predicted_ms``
     (end-to-end latency the cost model predicts for this cut), ``predicted_fps`` (frames per second the head
     can sustain) and ``prediction`` (the stages behind it: head, transfer and tail ms, bytes, the link used).
     """
 
-    generation: int
-    model: str
-    sha256: str = ""
-    imgsz: int = 640
-    cut: str = "b"
+    generation: Annotated[int, Field(ge=0, le=1 << 62)]
+    model: Text
+    sha256: Sha256 = ""
+    imgsz: ImgSize = 640
+    cut: Cut = "b"
     codec: Dict[str, Any] = field(default_factory=dict)
-    route: str = ""
-    batch: int = 1
-    max_wait_ms: float = 5.0
-    heads: List[str] = field(default_factory=list)
-    reason: str = ""
-    predicted_ms: Optional[float] = None
-    predicted_fps: Optional[float] = None
+    route: Annotated[str, Field(pattern=f"^({_ID})?$")] = ""
+    batch: Annotated[int, Field(ge=1, le=256)] = 1
+    max_wait_ms: Annotated[float, Field(ge=0.0, le=10_000.0, allow_inf_nan=False)] = 5.0
+    heads: Annotated[List[DeviceId], Field(max_length=4096)] = field(default_factory=list)
+    epoch: Annotated[float, Field(ge=0.0, le=1e11, allow_inf_nan=False)] = 0.0
+    reason: Text = ""
+    predicted_ms: Optional[Ms] = None
+    predicted_fps: Optional[Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]] = None
     prediction: Dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.generation < 0 or self.imgsz < 32 or self.batch < 1 or self.max_wait_ms < 0:
-            raise ProtocolError(f"assignment: out-of-range values in {self}")
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        return _settings(value, "codec")
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if "\0" in value:
+            raise ValueError("a model name has no NUL characters")
+        return value
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
+
+    def newer_than(self, other: Optional[Assignment]) -> bool:
+        """Whether a node holding ``other`` should follow this one (see ``epoch``)."""
+        return other is None or (self.epoch, self.generation) > (other.epoch, other.generation)
 
     def same_pipeline(self, other: Optional[Assignment]) -> bool:
         """True when only the route (or the generation) differs: no model reload needed."""
         if other is None:
             return False
         mine, theirs = asdict(self), asdict(other)
-        for key in ("generation", "route", "heads", *_EXPLANATION):
+        for key in ("generation", "epoch", "route", "heads", *_EXPLANATION):
             mine.pop(key), theirs.pop(key)
         return bool(mine == theirs)
 
     @classmethod
     def from_json(cls, payload: bytes) -> Assignment:
         data = parse_json(payload, "assignment")
-        what = "assignment"
-        cut = data.get("cut", "b")
-        if isinstance(cut, int) and not isinstance(cut, bool):
-            cut = str(cut)
-        if not isinstance(cut, str):
-            raise ProtocolError(f"{what}: field 'cut' should be a|b|c|d or a layer number, got {cut!r}")
-        heads = _get(data, "heads", list, what, [])
-        if not all(isinstance(h, str) for h in heads):
-            raise ProtocolError(f"{what}: field 'heads' should list device ids")
-        return cls(
-            generation=_get(data, "generation", int, what), model=_get(data, "model", str, what),
-            sha256=_get(data, "sha256", str, what, ""), imgsz=_get(data, "imgsz", int, what, 640), cut=cut,
-            codec=_get(data, "codec", dict, what, {}), route=_get(data, "route", str, what, ""),
-            batch=_get(data, "batch", int, what, 1), max_wait_ms=_get(data, "max_wait_ms", float, what, 5.0),
-            heads=list(heads), reason=_get(data, "reason", str, what, ""),
-            predicted_ms=_get(data, "predicted_ms", float, what, None),
-            predicted_fps=_get(data, "predicted_fps", float, what, None),
-            prediction=_get(data, "prediction", dict, what, {}),
-        )
+        if isinstance(data.get("cut"), int) and not isinstance(data.get("cut"), bool):
+            data["cut"] = str(data["cut"])
+        return validated(cls, data, "assignment")
 
 
-@dataclass(frozen=True)
+@dataclass(config=_STRICT)
 class Override:
     """Per-device settings that win over the fleet defaults."""
 
-    cut: Optional[str] = None
+    cut: Optional[Cut] = None
     codec: Dict[str, Any] = field(default_factory=dict)
-    batch: Optional[int] = None
+    batch: Optional[Annotated[int, Field(ge=1, le=64)]] = None
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        return _settings(value, "codec")
 
 
-@dataclass(frozen=True)
+@dataclass(config=_STRICT)
 class Policy:
-    """The fleet's wishes: which model, and how heads cut and encode by default."""
+    """The fleet's wishes: which model, how heads cut and encode by default, per-device overrides, and the
+    inventory (``roles``: device id → ``head``/``tail``, from fleet.yaml). With an inventory the coordinator
+    plans only the devices it lists, in the roles it gives; without one (a one-machine run), devices' own
+    claims are taken, and the coordinator says so."""
 
-    model: str
-    sha256: str = ""
-    imgsz: int = 640
-    cut: str = "b"
+    model: Text
+    sha256: Sha256 = ""
+    imgsz: ImgSize = 640
+    cut: Cut = "b"
     codec: Dict[str, Any] = field(default_factory=lambda: {"bits": 4})
-    batch: int = 1
-    tail_batch: int = 8
-    max_wait_ms: float = 5.0
-    overrides: Dict[str, Override] = field(default_factory=dict)
-    auto_fallback: str = "b"  # the cut a head runs with cut=auto until the profiles are in
+    batch: Annotated[int, Field(ge=1, le=64)] = 1
+    tail_batch: Annotated[int, Field(ge=1, le=256)] = 8
+    max_wait_ms: Annotated[float, Field(ge=0.0, le=10_000.0, allow_inf_nan=False)] = 5.0
+    overrides: Dict[DeviceId, Override] = field(default_factory=dict)
+    auto_fallback: Annotated[str, Field(pattern=r"^([abcd]|[1-9][0-9]{0,3})$")] = "b"
+    roles: Dict[DeviceId, Annotated[str, Field(pattern="^(head|tail)$")]] = field(default_factory=dict)
+
+    @field_validator("codec")
+    @classmethod
+    def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        return _settings(value, "codec")
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
-        overrides = {k: Override(**v) for k, v in dict(data.get("overrides") or {}).items()}
-        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "overrides"}
-        return cls(overrides=overrides, **fields)
+        raw = dict(data)
+        overrides = raw.pop("overrides", None) or {}
+        if not isinstance(overrides, dict):
+            raise ProtocolError("policy: overrides must be a mapping of device id to settings")
+        built = {k: validated(Override, v if isinstance(v, dict) else {"": v}, f"policy: overrides.{k}")
+                 for k, v in overrides.items()}
+        return validated(cls, dict(raw, overrides=built), "policy")
+
+    def with_roles(self, roles: Mapping[str, str]) -> Policy:
+        return replace(self, roles=dict(roles))

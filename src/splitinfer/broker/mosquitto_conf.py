@@ -9,7 +9,8 @@ Security model (see docs/topic-tree.md):
 - anonymous access is off; each device logs in with its device id as MQTT username, so the ACL's ``%u``
   is the device id;
 - every device may publish its own ``devices/<id>/{info,state,metrics,probe}`` and read its own ``devices/<id>/assign``;
-- a head may publish ``features/+/<id>`` (any tail: routes change without touching the broker);
+- a head may publish ``features/+/<id>`` (any tail: routes change without touching the broker) and read its own
+  ``detections/<id>`` (the acknowledgements by which it counts lost frames);
 - a tail may read ``features/<id>/+`` and publish ``detections/+`` (any head routed to it);
 - operators (the coordinator, ``splitctl``) read everything of the fleet and write ``devices/+/assign``.
 
@@ -49,22 +50,33 @@ SALT_BYTES = 12
 
 @dataclass(frozen=True)
 class MosquittoFiles:
-    """The three files' text. ``conf`` refers to the other two as ``passwd`` and ``acl`` in its directory."""
+    """The four files' text. ``conf`` refers to the others as ``passwd`` (devices), ``passwd-operators`` and
+    ``acl`` in its directory."""
 
     conf: str
     passwd: str
     acl: str
+    passwd_operators: str = ""
 
-    def write(self, directory: str) -> Dict[str, Path]:
-        """Write ``mosquitto.conf``, ``passwd`` (mode 0600) and ``acl`` into ``directory``; return their paths."""
+    FILES = ("mosquitto.conf", "passwd", "passwd-operators", "acl")
+    SECRET = ("passwd", "passwd-operators")
+
+    def contents(self) -> Dict[str, str]:
+        return {"mosquitto.conf": self.conf, "passwd": self.passwd, "passwd-operators": self.passwd_operators,
+                "acl": self.acl}
+
+    def write(self, directory: str, *, owner: Optional[Tuple[int, int]] = None) -> Dict[str, Path]:
+        """Write the files into ``directory`` (password files mode 0600, owned by ``owner`` (uid, gid) when given:
+        the user Mosquitto drops to must read them); return their paths."""
         root = Path(directory)
         root.mkdir(parents=True, exist_ok=True)
-        paths = {name: root / name for name in ("mosquitto.conf", "passwd", "acl")}
-        paths["mosquitto.conf"].write_text(self.conf)
-        paths["acl"].write_text(self.acl)
-        fd = os.open(paths["passwd"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(self.passwd)
+        paths = {name: root / name for name in self.FILES}
+        for name, text in self.contents().items():
+            fd = os.open(paths[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if name in self.SECRET else 0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            if owner is not None:
+                os.chown(paths[name], *owner)
         return paths
 
 
@@ -78,6 +90,7 @@ def render_mosquitto_files(
     port: Optional[int] = 1883,
     bind_address: Optional[str] = None,
     tls_port: int = 8883,
+    operator_port: Optional[int] = None,
     cafile: Optional[str] = None,
     certfile: Optional[str] = None,
     keyfile: Optional[str] = None,
@@ -90,15 +103,18 @@ def render_mosquitto_files(
 ) -> MosquittoFiles:
     """Render the three files for ``fleet``. ``devices`` are (device id, role) pairs; ``passwords`` maps every
     device id and operator to its password. Paths inside the config (``config_dir``, ``data_dir``, TLS files)
-    are as the broker will see them, e.g. inside its container. ``data_dir=None`` turns persistence off."""
+    are as the broker will see them, e.g. inside its container. ``data_dir=None`` turns persistence off.
+    ``operator_port`` (default: the device port + 1) is the operators' listener, TLS when the device one is."""
     topics = _topics(fleet, prefix)
-    users = _users(devices, operators)
+    _users(devices, operators)
+    device_ids = [d for d, _ in devices]
     return MosquittoFiles(
         conf=render_conf(
             fleet,
             port=port,
             bind_address=bind_address,
             tls_port=tls_port,
+            operator_port=operator_port,
             cafile=cafile,
             certfile=certfile,
             keyfile=keyfile,
@@ -108,7 +124,8 @@ def render_mosquitto_files(
             max_payload=max_payload,
             run_as_user=run_as_user,
         ),
-        passwd=render_passwd({user: _password(passwords, user) for user in users}, hasher=hasher),
+        passwd=render_passwd({user: _password(passwords, user) for user in device_ids}, hasher=hasher),
+        passwd_operators=render_passwd({user: _password(passwords, user) for user in operators}, hasher=hasher),
         acl=render_acl(topics, devices, operators),
     )
 
@@ -122,6 +139,7 @@ def render_conf(
     port: Optional[int] = 1883,
     bind_address: Optional[str] = None,
     tls_port: int = 8883,
+    operator_port: Optional[int] = None,
     cafile: Optional[str] = None,
     certfile: Optional[str] = None,
     keyfile: Optional[str] = None,
@@ -131,8 +149,9 @@ def render_conf(
     max_payload: int = DEFAULT_MAX_PAYLOAD,
     run_as_user: Optional[str] = None,
 ) -> str:
-    """mosquitto.conf: a plain listener on ``port`` (None: none) and a TLS listener on ``tls_port`` when
-    ``certfile`` and ``keyfile`` are given."""
+    """mosquitto.conf: the device listener (plain on ``port``, or TLS on ``tls_port`` when ``certfile`` and
+    ``keyfile`` are given; both when a port is given too) and the operator listener on ``operator_port`` (default:
+    the device port + 1; TLS when the device listener is)."""
     tls = bool(certfile or keyfile)
     if tls and not (certfile and keyfile):
         raise FleetConfigError("broker TLS needs both a certificate file and a key file")
@@ -140,12 +159,15 @@ def render_conf(
         raise FleetConfigError("requiring client certificates needs a CA file to check them against")
     if port is None and not tls:
         raise FleetConfigError("the broker needs a listener: give a port, or TLS certificate and key")
+    main = tls_port if tls else port
+    assert main is not None
+    operator_port = operator_port or main + 1
+    if operator_port in (port, tls_port if tls else None):
+        raise FleetConfigError(f"the operator listener needs a port of its own, not {operator_port}")
     out = [
         f"# Mosquitto 2 configuration for splitinfer fleet {fleet!r}; generated by splitinfer.",
-        "per_listener_settings false",
-        "allow_anonymous false",
-        f"password_file {config_dir}/passwd",
-        f"acl_file {config_dir}/acl",
+        "# Devices and operators log in on listeners of their own (security settings are per listener).",
+        "per_listener_settings true",
         "",
         "# feature frames are multi-megabyte; larger publishes are dropped by the broker",
         f"message_size_limit {max_payload}",
@@ -156,19 +178,25 @@ def render_conf(
     ]
     if data_dir is None:
         out += ["persistence false"]
-    else:  # retained info, state and assignments survive a broker restart
-        out += ["persistence true", f"persistence_location {data_dir.rstrip('/')}/", "autosave_interval 60"]
+    else:  # retained info, state and assignments survive a broker restart; saved at once when they change
+        out += ["persistence true", f"persistence_location {data_dir.rstrip('/')}/", "autosave_interval 1",
+                "autosave_on_changes true"]
     out += ["log_dest stdout", "log_type error", "log_type warning", "log_type notice", "connection_messages true"]
     if run_as_user:
         out.append(f"user {run_as_user}")
+    bind = f" {bind_address}" if bind_address else ""
+    tls_lines = [*([f"cafile {cafile}"] if cafile else []), f"certfile {certfile}", f"keyfile {keyfile}",
+                 "tls_version tlsv1.2", f"require_certificate {'true' if require_certificate else 'false'}"]
+    device_security = ["allow_anonymous false", f"password_file {config_dir}/passwd", f"acl_file {config_dir}/acl",
+                       "# a device's client id is its username: no device can take over another's session",
+                       "use_username_as_clientid true"]
     if port is not None:
-        out += ["", f"listener {port}{' ' + bind_address if bind_address else ''}", "protocol mqtt"]
+        out += ["", "# devices", f"listener {port}{bind}", "protocol mqtt", *device_security]
     if tls:
-        out += ["", f"listener {tls_port}{' ' + bind_address if bind_address else ''}", "protocol mqtt"]
-        if cafile:
-            out.append(f"cafile {cafile}")
-        out += [f"certfile {certfile}", f"keyfile {keyfile}", "tls_version tlsv1.2"]
-        out.append(f"require_certificate {'true' if require_certificate else 'false'}")
+        out += ["", "# devices, TLS", f"listener {tls_port}{bind}", "protocol mqtt", *tls_lines, *device_security]
+    out += ["", "# operators: the coordinator and splitctl (any client id, several sessions at once)",
+            f"listener {operator_port}{bind}", "protocol mqtt", *(tls_lines if tls else []),
+            "allow_anonymous false", f"password_file {config_dir}/passwd-operators", f"acl_file {config_dir}/acl"]
     return "\n".join(out) + "\n"
 
 
@@ -195,8 +223,9 @@ def render_acl(topics: Topics, devices: Sequence[Tuple[str, str]], operators: Se
         out += ["", f"user {device_id}"]
         if role == "head":
             out += [
-                "# head: feature frames to whichever tail it is routed to",
+                "# head: feature frames to whichever tail it is routed to; its own detections, as acknowledgements",
                 f"topic write {root}/features/+/{device_id}",
+                f"topic read {root}/detections/{device_id}",
             ]
         else:
             out += [
@@ -243,14 +272,18 @@ def render_passwd(passwords: Mapping[str, str], *, hasher: str = "python") -> st
 
 
 def _passwd_with_tool(tool: str, passwords: Mapping[str, str]) -> str:
+    """Hash with ``mosquitto_passwd -U`` on a plain file only we can read: passwords never appear on a command
+    line (``-b`` would show them to every local user's ``ps``)."""
+    if not passwords:
+        return ""
     with tempfile.TemporaryDirectory(prefix="splitinfer-passwd-") as tmp:
         path = Path(tmp) / "passwd"
-        path.touch(mode=0o600)
-        for user, password in passwords.items():
-            # -b takes the password as an argument: visible to local `ps` for the tool's few milliseconds
-            result = subprocess.run([tool, "-b", str(path), user, password], capture_output=True, text=True)
-            if result.returncode != 0:
-                raise FleetConfigError(f"mosquitto_passwd failed for user {user!r}: {result.stderr.strip()}")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.writelines(f"{user}:{password}\n" for user, password in passwords.items())
+        result = subprocess.run([tool, "-U", str(path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise FleetConfigError(f"mosquitto_passwd failed: {result.stderr.strip()}")
         return path.read_text()
 
 

@@ -21,12 +21,14 @@ from typing import NamedTuple, Optional, Tuple
 
 from splitinfer.errors import TransportError
 
-__all__ = ["DEVICE_KINDS", "ParsedTopic", "Topics", "validate_id"]
+__all__ = ["DEVICE_KINDS", "RESERVED_IDS", "ParsedTopic", "Topics", "validate_id"]
 
 DEVICE_KINDS = ("info", "state", "assign", "metrics", "probe")
 """The per-device topics, ``devices/<id>/<kind>``."""
 
 MAX_ID_LENGTH = 64
+RESERVED_IDS = ("coordinator", "operator", "splitctl")
+"""Ids no device may have: the coordinator's own topics and client id, and the operator users."""
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 

@@ -1,7 +1,6 @@
 """Options shared by the commands that talk to a broker."""
 
 
-import dataclasses
 import signal
 import threading
 from typing import Any, Optional
@@ -19,22 +18,22 @@ PrefixOpt = Annotated[str, typer.Option("--prefix", help="Topic root above the f
 
 
 def broker_config(url: Optional[str]) -> Any:
-    """Broker settings from the environment, with ``url`` (when given) winning over SPLITINFER_BROKER_URL."""
+    """Broker settings from the environment, with ``url`` (when given) winning over SPLITINFER_BROKER_URL (so
+    ``--broker mqtts://…`` with SPLITINFER_MQTT_CA_FILE is TLS, whatever the variable says)."""
     from splitinfer.broker.config import BrokerConfig
 
-    config = BrokerConfig.from_env()
-    if url:
-        options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "url"}
-        config = BrokerConfig.from_url(url, **options)
-    return config
+    return BrokerConfig.from_env(url=url)
 
 
 def stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM, so nodes finish their loop and say goodbye (state offline)."""
+    """An event set by SIGINT or SIGTERM, which also raise KeyboardInterrupt in the main thread: a node stops
+    within a second whatever it is doing (loading a model, profiling, waiting), and its ``finally`` blocks still
+    say goodbye (final metrics, state offline)."""
     stop = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
         stop.set()
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)

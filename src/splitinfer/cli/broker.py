@@ -39,12 +39,12 @@ def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Option
     url = urlsplit(fleet.broker.url)
     tls = url.scheme == "mqtts"
     port = url.port or (8883 if tls else 1883)
+    operator_port = urlsplit(fleet.broker.operator_endpoint()).port
     files = render_mosquitto_files(
         fleet.fleet, [(d.id, d.role) for d in fleet.devices],
         {u: derive_password(secret, fleet.fleet, u) for u in users}, operators=(operator,),
-        port=None if tls else port, tls_port=port, cafile=cafile, certfile=certfile, keyfile=keyfile,
-        config_dir=config_dir, data_dir=data_dir,
-        run_as_user=run_as_user,
+        port=None if tls else port, tls_port=port, operator_port=operator_port, cafile=cafile, certfile=certfile,
+        keyfile=keyfile, config_dir=config_dir, data_dir=data_dir, run_as_user=run_as_user,
     )
     return files, port
 
@@ -67,8 +67,8 @@ def config(
     paths = files.write(str(out))
     for path in paths.values():
         console.print(str(path))
-    err_console.print(f"listener on port {port}; mount {out} at {config_dir} and run "
-                      f"`mosquitto -c {config_dir}/mosquitto.conf`")
+    err_console.print(f"listeners on port {port} (devices) and {_operator_port(file)} (operators); mount {out} at "
+                      f"{config_dir} and run `mosquitto -c {config_dir}/mosquitto.conf`")
 
 
 @app.command("up")
@@ -99,12 +99,55 @@ def up(
         raise FleetConfigError("mosquitto is not installed here (Debian/Ubuntu: apt install mosquitto)")
     root = workdir.resolve()
     (root / "data").mkdir(parents=True, exist_ok=True)
-    as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    drop_to = _unprivileged_user() if hasattr(os, "geteuid") and os.geteuid() == 0 else None
+    if drop_to is not None:
+        _check_reachable(root, *drop_to)
     files, port = _render(file, str(root), str(root / "data") + "/", cafile, certfile, keyfile,
-                          "root" if as_root else None)
-    files.write(str(root))
-    err_console.print(f"mosquitto on port {port} with {root}/mosquitto.conf")
+                          drop_to[0] if drop_to else None)
+    owner = drop_to[1] if drop_to else None
+    files.write(str(root), owner=owner)
+    if owner is not None:
+        os.chown(root / "data", *owner)
+        for item in (root / "data").iterdir():
+            os.chown(item, *owner)
+    err_console.print(f"mosquitto on port {port} (devices) and {_operator_port(file)} (operators) with "
+                      f"{root}/mosquitto.conf" + (f", as user {drop_to[0]}" if drop_to else ""))
     os.execv(binary, [os.path.basename(binary), "-c", str(root / "mosquitto.conf")])
+
+
+def _unprivileged_user() -> Tuple[str, Tuple[int, int]]:
+    """Run as root, Mosquitto drops to this user: Debian's ``mosquitto``, else ``nobody``; never stays root."""
+    import pwd
+
+    for name in ("mosquitto", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name, (entry.pw_uid, entry.pw_gid)
+    raise FleetConfigError("running as root, and neither a 'mosquitto' nor a 'nobody' user exists to run the broker "
+                           "as; create one, or run `splitctl broker up` as an ordinary user")
+
+
+def _check_reachable(root: Path, user: str, owner: Tuple[int, int]) -> None:
+    """The user Mosquitto drops to must reach ``root`` through every folder above it."""
+    for folder in [root, *root.parents]:
+        if not folder.exists():
+            continue
+        st = folder.stat()
+        if not (st.st_mode & 0o001 or (st.st_uid == owner[0] and st.st_mode & 0o100)
+                or (st.st_gid == owner[1] and st.st_mode & 0o010)):
+            raise FleetConfigError(f"the broker runs as {user!r}, which cannot enter {folder} (mode "
+                                   f"{oct(st.st_mode & 0o777)}): pick a --workdir it can reach (e.g. "
+                                   f"/var/lib/splitinfer-broker), or `chmod o+x {folder}`")
+
+
+def _operator_port(file: Path) -> Optional[int]:
+    from urllib.parse import urlsplit
+
+    from splitinfer.fleet import FleetStore
+
+    return urlsplit(FleetStore.open(file).fleet.broker.operator_endpoint()).port
 
 
 def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], user: str, cafile: Optional[str],
@@ -131,13 +174,12 @@ def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], use
         engine.wait_removed(name)
         container = engine.create(spec)
         engine.put_files(container, {
-            "/mosquitto/config/mosquitto.conf": (files.conf.encode(), 0o644),
-            "/mosquitto/config/acl": (files.acl.encode(), 0o644),
-            "/mosquitto/config/passwd": (files.passwd.encode(), 0o600),
+            f"/mosquitto/config/{name}": (text.encode(), 0o600 if name in files.SECRET else 0o644)
+            for name, text in files.contents().items()
         }, owner=owner)
         engine.start(container)
         time.sleep(2.0)
         state = engine.container(container)
         if state is None or not state.running:
             raise DeployError(f"the broker container exited: {engine.last_lines(container)}", device="broker")
-    console.print(f"{name} running on {endpoint}, port {port}")
+    console.print(f"{name} running on {endpoint}, port {port} (devices) and {_operator_port(file)} (operators)")

@@ -1,6 +1,7 @@
 """``splitctl coordinator``: registry, cut and route assignment, failover."""
 
 
+import contextlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -14,14 +15,25 @@ from ._common import BrokerOpt, FleetOpt, PrefixOpt, broker_config, stop_on_sign
 
 def parse_overrides(values: List[str]) -> dict:
     """``ID=CUT`` pairs → {id: Override(cut=CUT)}."""
-    from splitinfer.coordinator import Override
+    from splitinfer.broker.messages import Override, validated
 
     out = {}
     for value in values:
         device, sep, cut = value.partition("=")
         if not sep or not device or not cut:
             raise FleetConfigError(f"--override {value!r}: expected DEVICE=CUT, e.g. jetson-01=a")
-        out[device] = Override(cut=cut)
+        out[device] = validated(Override, {"cut": cut}, f"--override {value}")
+    return out
+
+
+def parse_inventory(values: List[str]) -> dict:
+    """``ID=head|tail`` pairs → {id: role}."""
+    out = {}
+    for value in values:
+        device, sep, role = value.partition("=")
+        if not sep or not device or role not in ("head", "tail"):
+            raise FleetConfigError(f"--inventory {value!r}: expected DEVICE=head or DEVICE=tail")
+        out[device] = role
     return out
 
 
@@ -36,6 +48,9 @@ def coordinator(
     tail_batch: Annotated[int, typer.Option(help="Max frames a tail batches across heads.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest a tail waits to fill a batch.")] = 5.0,
     override: Annotated[Optional[List[str]], typer.Option(help="Per-device cut, DEVICE=CUT (repeatable).")] = None,
+    inventory: Annotated[Optional[List[str]], typer.Option(
+        "--inventory", help="The fleet's devices, DEVICE=head|tail (repeatable): only these are planned, in these "
+                            "roles. Without it (and without --file) devices' own claims are taken.")] = None,
     broker: BrokerOpt = None,
     fleet: FleetOpt = "default",
     prefix: PrefixOpt = "splitinfer",
@@ -59,7 +74,14 @@ def coordinator(
         spec = FleetStore.open(file).fleet
         config, topics, policy = fleet_broker_config(spec, ""), Topics(spec.fleet), policy_from_fleet(spec)
     else:
-        policy = Policy(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits}, batch=batch,
-                        tail_batch=tail_batch, max_wait_ms=max_wait_ms, overrides=parse_overrides(override or []))
+        from splitinfer.broker.messages import validated
+        from splitinfer.codec import CodecSettings
+
+        CodecSettings(bits=bits)  # CodecError now, not on every node later
+        policy = validated(Policy, dict(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits},
+                                        batch=batch, tail_batch=tail_batch, max_wait_ms=max_wait_ms,
+                                        overrides=parse_overrides(override or []),
+                                        roles=parse_inventory(inventory or [])), "coordinator options")
         config, topics = broker_config(broker), Topics(fleet, prefix)
-    Coordinator(config, topics, policy).run(stop_on_signals())
+    with contextlib.suppress(KeyboardInterrupt):  # SIGTERM/SIGINT: run's finally has said goodbye
+        Coordinator(config, topics, policy).run(stop_on_signals())

@@ -60,7 +60,7 @@ def deploy(
     if not targets:
         err_console.print("no devices in the fleet: add some with `splitctl fleet add`")
         raise typer.Exit(1 if not dry_run else 0)
-    hooks = runtime_hooks(fleet) if not dry_run else runtime_hooks_offline()
+    hooks = runtime_hooks(fleet, strict=True) if not dry_run else runtime_hooks_offline()
     if hooks.note:
         err_console.print(f"[yellow]note:[/] {escape(hooks.note)}")
     with _progress([t.device.id for t in targets], quiet=as_json) as on_event:

@@ -1,7 +1,7 @@
 """``splitctl node head|tail``: the programs the edge and tail containers run."""
 
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -63,7 +63,7 @@ def head(
     node = HeadNode(broker_config(broker), Topics(fleet, prefix), device_id, source, fps=fps, frames=frames,
                     loop=loop, model_dir=model_dir, device=device, half=half, profile=profile,
                     probe_every=probe_every)
-    print_json(node.run(stop_on_signals()))
+    _serve(node)
 
 
 @app.command("tail")
@@ -90,4 +90,15 @@ def tail(
     _threads(threads)
     node = TailNode(broker_config(broker), Topics(fleet, prefix), device_id, model_dir=model_dir, device=device,
                     half=half, conf=conf, queue=queue, profile=profile)
-    print_json(node.run(stop_on_signals()))
+    _serve(node)
+
+
+def _serve(node: Any) -> None:
+    """Run a node until its work is done or a signal stops it; print its final counts as JSON either way. A node
+    that failed (state ``failed``, said in its info) raises, and the command exits 1."""
+    stop = stop_on_signals()
+    try:
+        summary = node.run(stop)
+    except KeyboardInterrupt:
+        summary = node.metrics()
+    print_json(summary)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from splitinfer.broker.local import child_env
 from splitinfer.errors import ProcessError
@@ -51,15 +51,15 @@ class Processes:
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
 
-    def start(self, name: str, argv: Sequence[str], *, stdout: Optional[int] = None,
-              new_session: bool = False) -> subprocess.Popen:
-        """Start ``argv`` as ``name`` (a name in use must have been stopped first)."""
+    def start(self, name: str, argv: Sequence[str], *, stdout: Optional[int] = None, new_session: bool = False,
+              env: Optional[Mapping[str, str]] = None) -> subprocess.Popen:
+        """Start ``argv`` as ``name`` (a name in use must have been stopped first); ``env`` adds variables."""
         if name in self.procs and self.procs[name].poll() is None:
             raise ProcessError(f"a process named {name!r} is already running", name=name)
         with open(self.log(name), "ab" if self.append else "wb") as log:  # the child keeps its own handle
             self.procs[name] = subprocess.Popen(
                 list(argv), stdout=log if stdout is None else stdout, stderr=log, stdin=subprocess.DEVNULL,
-                env=child_env(), start_new_session=new_session,
+                env={**child_env(), **(env or {})}, start_new_session=new_session,
             )
         return self.procs[name]
 
@@ -129,6 +129,14 @@ class Processes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def kill(self, names: Iterable[str]) -> None:
+        """SIGKILL ``names`` and reap them (a power loss, not a shutdown)."""
+        for name in names:
+            proc = self.procs[name]
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
     def __enter__(self) -> Processes:
         return self

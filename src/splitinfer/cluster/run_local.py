@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from splitinfer.errors import ModelError, ProcessError
+from splitinfer.node.models import as_assigned
 
 from .processes import Processes, node_command
 
@@ -113,7 +114,7 @@ def run_local(
         try:
             _start_processes(run, model, broker.url, topics.fleet, procs)
             _wait_online(tail_state, procs)
-            _start_head(run, broker.url, topics.fleet, procs)
+            _start_head(run, model, broker.url, topics.fleet, procs)
             started = time.monotonic()
             head_summary = _collect(run, procs, detections, records, on_progress, on_tick)
         finally:
@@ -139,18 +140,24 @@ def _wait_online(sub: Any, procs: Processes, timeout: float = 120.0) -> None:
 
 
 def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Processes) -> None:
+    """The coordinator (with this run's two devices as its inventory, and the model pinned by sha256), then the
+    tail, which loads the model from its folder."""
+    folder, name, digest = as_assigned(model)
     common = ["--broker", url, "--fleet", fleet]
     procs.start("coordinator", node_command(
-        "coordinator", *common, "--model", model, "--imgsz", str(run.imgsz), "--cut", run.cut, "--bits",
-        str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch)))
-    procs.start("tail", node_command("node", "tail", *common, "--id", "tail-1", *run.tail_args))
+        "coordinator", *common, "--model", name, "--sha256", digest, "--imgsz", str(run.imgsz), "--cut", run.cut,
+        "--bits", str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch),
+        "--inventory", "tail-1=tail", "--inventory", "head-1=head"))
+    procs.start("tail", node_command("node", "tail", *common, "--id", "tail-1", "--model-dir", folder,
+                                     *run.tail_args))
 
 
-def _start_head(run: LocalRun, url: str, fleet: str, procs: Processes) -> None:
+def _start_head(run: LocalRun, model: str, url: str, fleet: str, procs: Processes) -> None:
+    folder, _, _ = as_assigned(model)
     procs.start("head", node_command(
         "node", "head", "--broker", url, "--fleet", fleet, "--id", "head-1", "--source", run.source, "--fps",
-        str(run.fps), *(["--frames", str(run.frames)] if run.frames else []), *run.head_args),
-        stdout=subprocess.PIPE)  # the head prints its final counts as JSON
+        str(run.fps), "--model-dir", folder, *(["--frames", str(run.frames)] if run.frames else []),
+        *run.head_args), stdout=subprocess.PIPE)  # the head prints its final counts as JSON
 
 
 def _collect(run: LocalRun, procs: Processes, sub: Any, records: List[Dict[str, Any]],

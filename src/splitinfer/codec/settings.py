@@ -43,6 +43,12 @@ class CodecSettings:
     max_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
+        for name in ("bits", "level", "keyframe_interval", "max_values", "max_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise CodecError(f"codec: {name} must be an integer, got {value!r}")
+        if not isinstance(self.clip, (int, float)) or isinstance(self.clip, bool):
+            raise CodecError(f"codec: clip must be a number, got {self.clip!r}")
         if not (2 <= self.bits <= 8 or self.bits in FLOAT_BITS):
             raise CodecError(f"codec: bits must be 2..8 (quantized) or 16/32 (float), got {self.bits}")
         if self.coarse_extra_bits is None:  # the measured best: +1 up to 4 bits; above, mAP50 is already 1.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Collection, Dict, List, Mapping, Optional
 
 from splitinfer.broker.messages import Assignment, Override, Policy
 
@@ -39,12 +39,19 @@ def plan(
     policy: Policy,
     previous: Mapping[str, Assignment],
     profiles: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    *,
+    epoch: float = 0.0,
+    unready: Collection[str] = (),
 ) -> Dict[str, Assignment]:
     """Assignments for every known head and tail (offline heads keep theirs; offline tails get none).
-    ``profiles``: each device's reported profile (``DeviceInfo.profile``), for ``cut="auto"`` and predictions."""
+    ``profiles``: each device's reported profile (``DeviceInfo.profile``), for ``cut="auto"`` and predictions.
+    ``epoch``: this coordinator's start; an assignment from another epoch is issued again in this one, so nodes
+    that hold a newer generation of an older epoch follow it. ``unready``: live tails that do not serve yet (their
+    model is loading): they get their assignment, but no heads until they serve."""
     tails = sorted(d.id for d in devices.values() if d.role == "tail" and d.online)
     heads = sorted(d.id for d in devices.values() if d.role == "head" and d.online)
-    routes = _routes(heads, tails, {h: previous[h].route for h in heads if h in previous})
+    current = {h: previous[h].route for h in heads if h in previous}
+    routes = _routes(heads, [t for t in tails if t not in unready], current)
     wanted: Dict[str, Assignment] = {}
     for head in heads:
         o = policy.overrides.get(head, Override())
@@ -67,10 +74,11 @@ def plan(
     result = {}
     for device, assignment in wanted.items():
         before = previous.get(device)
-        if before is not None and replace(before, generation=0) == assignment:
+        if before is not None and before.epoch == epoch and replace(before, generation=0) == replace(
+                assignment, epoch=epoch):
             result[device] = before
         else:
-            result[device] = replace(assignment, generation=(before.generation + 1) if before else 1)
+            result[device] = replace(assignment, epoch=epoch, generation=(before.generation + 1) if before else 1)
     for device, before in previous.items():  # offline heads keep their last word; it is retained anyway
         if device not in result and device in devices and devices[device].role == "head":
             result[device] = before
@@ -98,7 +106,12 @@ def _choose_cuts(
         link = link_of(head_profile)
         assert link is not None
         fixed = None if auto else resolve_cut(head_profile, a.cut)
-        costs = cut_costs(head_profile, tail_profile, link, cuts=None if auto else [fixed or -1])
+        try:
+            costs = cut_costs(head_profile, tail_profile, link, cuts=None if auto else [fixed or -1])
+        except (KeyError, TypeError, ValueError) as exc:  # profiles of different models, or incomplete ones
+            out[head] = replace(a, cut=policy.auto_fallback if auto else a.cut,
+                                reason=f"{'auto: ' if auto else ''}no prediction: {exc}")
+            continue
         if costs:
             candidates[head] = costs
         else:

@@ -15,9 +15,9 @@ from typing import Any, Dict, Optional
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
-from splitinfer.broker.messages import Override, Policy
+from splitinfer.broker.messages import Override, Policy, validated
 from splitinfer.broker.topics import Topics
-from splitinfer.errors import TransportError
+from splitinfer.errors import DeployError, FleetConfigError, TransportError
 from splitinfer.fleet.schema import Fleet
 
 from .hooks import Assignment, PendingAssignments, RuntimeHooks, RuntimeStatus
@@ -26,14 +26,16 @@ __all__ = ["LiveFleet", "broker_config", "connect_live", "policy_from_fleet", "r
 
 
 def broker_config(fleet: Fleet, client_id: str) -> BrokerConfig:
-    """How the operator tools (splitctl, the coordinator) reach the fleet's broker."""
+    """How the operator tools (splitctl, the coordinator) reach the fleet's broker: as the operator user on the
+    operators' listener (``broker.operator_url``) when the fleet has a secret (the broker ``splitctl broker``
+    renders); on ``broker.url`` when the broker takes anonymous clients (one listener)."""
     from splitinfer.fleet.credentials import operator_credentials
 
     b = fleet.broker
     tls = b.tls
     username, password = operator_credentials(fleet)
     return BrokerConfig.from_url(
-        b.url, username=username, password=password, client_id=client_id,
+        b.operator_endpoint() if password else b.url, username=username, password=password, client_id=client_id,
         ca_file=tls.ca if tls else None, cert_file=tls.cert if tls else None, key_file=tls.key if tls else None,
     )
 
@@ -62,11 +64,11 @@ def policy_from_fleet(fleet: Fleet, assignments: Optional[Dict[str, Assignment]]
         batch = a.batch if a is not None else d.batch
         if cut is not None or bits != d.bits or batch != d.batch:
             overrides[device.id] = Override(cut=None if cut is None else str(cut), codec={"bits": bits}, batch=batch)
-    return Policy(
+    return validated(Policy, dict(
         model=model_path(fleet), sha256=(fleet.model.sha256 or "") if fleet.model else "",
         imgsz=fleet.model.imgsz if fleet.model else 640, cut=str(d.cut), codec={"bits": d.bits}, batch=d.batch,
-        overrides=overrides,
-    )
+        overrides=overrides, roles={device.id: device.role for device in fleet.devices},
+    ), "fleet policy")
 
 
 class LiveFleet:
@@ -77,9 +79,11 @@ class LiveFleet:
         self.topics = Topics(fleet.fleet)
         self.client = client
         self._subs = {kind: client.subscribe(self.topics.all_devices(kind), qos=1, maxsize=10000, drop="oldest")
-                      for kind in ("state", "assign", "metrics")}
+                      for kind in ("state", "assign", "metrics", "info")}
         self.state: Dict[str, str] = {}
         self.live_online: Dict[str, float] = {}  # devices seen going online while we watched
+        self.live_failed: Dict[str, float] = {}  # devices seen failing while we watched
+        self.info: Dict[str, Dict[str, Any]] = {}
         self.assign: Dict[str, Dict[str, Any]] = {}
         self.metrics: Dict[str, Dict[str, Any]] = {}
         self.last_seen: Dict[str, float] = {}
@@ -90,9 +94,16 @@ class LiveFleet:
 
     def ready(self, device_id: str) -> bool:
         """True once the node has said ``online`` since we connected (a retained ``online`` from before a
-        container was replaced does not count)."""
+        container was replaced does not count) and, when its metrics say, that it serves (model loaded). A node
+        that says ``failed`` meanwhile raises DeployError with its reason."""
         self.refresh()
-        return self.state.get(device_id) == "online" and device_id in self.live_online
+        if self.state.get(device_id) == "failed" and device_id in self.live_failed:
+            reason = self.info.get(device_id, {}).get("failure") or "no reason given"
+            raise DeployError(f"the node failed: {reason}", device=device_id)
+        if self.state.get(device_id) != "online" or device_id not in self.live_online:
+            return False
+        metrics = self.metrics.get(device_id)
+        return metrics is None or metrics.get("ready", True) is not False
 
     # ---- assignments -----------------------------------------------------------------------------------
 
@@ -120,15 +131,21 @@ class LiveFleet:
         except TransportError:
             return
         if kind == "state":
-            self.state[device] = msg.payload.decode("utf-8", "replace")
+            self.state[device] = msg.payload.decode("utf-8", "replace")[:16]
             if not msg.retain and self.state[device] == "online":
                 self.live_online[device] = msg.received_wall
+            if not msg.retain and self.state[device] == "failed":
+                self.live_failed[device] = msg.received_wall
             return
         try:
             data = json.loads(msg.payload) if msg.payload else {}
-        except ValueError:
+        except (ValueError, RecursionError):
             return
-        if kind == "assign":
+        if not isinstance(data, dict):
+            return  # a device's malformed message: nothing to show
+        if kind == "info":
+            self.info[device] = data
+        elif kind == "assign":
             self.assign[device] = data
         else:
             self.metrics[device] = data
@@ -159,22 +176,35 @@ class LiveFleet:
 
 def connect_live(fleet: Fleet, *, timeout: float = 3.0, wait: float = 2.5) -> Optional[LiveFleet]:
     """Connect to the fleet's broker and gather what it has (retained state, a round of metrics); None when it
-    cannot be reached."""
+    cannot be reached. A broker that refuses the operator's login raises TransportError (``refused``)."""
     client = MqttClient(broker_config(fleet, f"{fleet.fleet}-splitctl-{os.getpid()}"))
     live = LiveFleet(fleet, client)
     try:
         client.connect(timeout=timeout)
-    except TransportError:
+    except TransportError as exc:
         client.close(timeout=0.2)
+        if exc.refused:
+            raise
         return None
     live.refresh(wait=wait)
     return live
 
 
-def runtime_hooks(fleet: Fleet, *, timeout: float = 3.0) -> RuntimeHooks:
+def runtime_hooks(fleet: Fleet, *, timeout: float = 3.0, strict: bool = False) -> RuntimeHooks:
     """The hooks the CLI uses for ``fleet``: MQTT-backed when the fleet's broker answers, the Docker side alone
-    (with ``note`` saying why) when it does not."""
-    live = connect_live(fleet, timeout=timeout)
+    (with ``note`` saying why) when it does not. A refused login (a wrong fleet secret) is never taken for an
+    unreachable broker: with ``strict`` (deploy, before it changes anything) it raises FleetConfigError; else the
+    note says so."""
+    try:
+        live = connect_live(fleet, timeout=timeout)
+    except TransportError as exc:
+        message = (f"{exc}. The operator's password is derived from the fleet secret in "
+                   f"${fleet.broker.password_env or 'SPLITINFER_MQTT_PASSWORD'}: is it the one the broker was "
+                   "configured with?")
+        if strict:
+            raise FleetConfigError(f"{message} Nothing was deployed.", field="broker") from exc
+        return RuntimeHooks(assignments=PendingAssignments(reason="broker refused the login"),
+                            note=f"{message} MQTT columns are empty.")
     if live is None:
         return RuntimeHooks(
             assignments=PendingAssignments(reason=f"broker {fleet.broker.url} unreachable"),

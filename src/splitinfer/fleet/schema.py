@@ -117,17 +117,33 @@ class BrokerTLS(_Model):
 
 
 class Broker(_Model):
+    """``url`` is where devices connect; ``operator_url`` (default: the same host, port + 1) where the coordinator
+    and ``splitctl`` do — a listener of their own, so a device's credentials cannot take over their sessions."""
+
     url: str
+    operator_url: Optional[str] = None
     username: Optional[str] = None
     password_env: Optional[str] = Field(default=None, description="name of the environment variable with the password")
     tls: Optional[BrokerTLS] = None
 
-    @field_validator("url")
+    @field_validator("url", "operator_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(_BROKER_SCHEMES) or len(value.split("://", 1)[1]) == 0:
+    def _url(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not value.startswith(_BROKER_SCHEMES) or len(value.split("://", 1)[1]) == 0):
             raise ValueError(f"expected mqtt://host:port (or mqtts://, ws://, wss://), got {value!r}")
         return value
+
+    def operator_endpoint(self) -> str:
+        """The operators' listener: ``operator_url``, or the devices' host with the port after theirs."""
+        if self.operator_url:
+            return self.operator_url
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        port = parts.port or (8883 if parts.scheme in ("mqtts", "wss") else 1883)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        return f"{parts.scheme}://{host}:{port + 1}"
 
     @field_validator("password_env")
     @classmethod
@@ -222,6 +238,10 @@ class Device(_Model):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
+        from splitinfer.broker.topics import RESERVED_IDS
+
+        if value.lower() in RESERVED_IDS:
+            raise ValueError(f"{value!r} is reserved (the coordinator's and the operators' own names); pick another id")
         return _check_name(value, "id")
 
     @field_validator("docker")

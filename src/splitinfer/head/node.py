@@ -1,10 +1,16 @@
 """The head node: capture → letterbox → head layers → encode → publish, following its assignment.
 
 What the edge container runs (``splitctl node head``). Knows nothing of Docker or the CLI. Python 3.8.
+
+It reads its own detections back as acknowledgements (:mod:`.delivery`): frames its tail never answers are
+counted lost, a tail that stops answering is noticed within seconds, and the two clocks are compared. A source
+that cannot open, or an assigned model that cannot load, is a failure said out loud: state ``failed`` with the
+reason (retained), then a non-zero exit. Profiles are measured in the background while the node serves.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -14,11 +20,15 @@ from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.messages import Assignment, pack_features
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import SourceError, SplitInferError, TransportError
+from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
+from splitinfer.node.models import load_assigned_model
 from splitinfer.node.stats import Calibration, LatencyStats, Rate
 
 from .capture import Grabber
+from .delivery import Delivery
 from .pipeline import HeadPipeline
+from .sources import check_source
 
 __all__ = ["HeadNode"]
 
@@ -61,6 +71,11 @@ class HeadNode:
         self.profile: Dict[str, Any] = {}
         self._next_probe = 0.0
         self.calibration = Calibration()
+        self.delivery = Delivery()
+        self._silent = False
+        self.assignment_error = ""
+        self._acks: Any = None
+        self._profiler = OneAtATime("profiling", log)
         self.link = NodeLink(config, topics, device_info(device_id, "head"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
@@ -79,12 +94,22 @@ class HeadNode:
             "route": self.assignment.route if self.assignment else "",
             "link": self.profile.get("link"),
             "predicted_ms": self.assignment.predicted_ms if self.assignment else None,
+            **self.delivery.counts(), "tail_silent": self._silent, "mode": "split",
+            "ready": self.pipeline is not None, "assignment_error": self.assignment_error,
+            "bad_assignments": self.link.bad_assignments,
         }
 
     def run(self, stop: threading.Event) -> Dict[str, Any]:
         """Run until the source ends (and the last frame is sent) or ``stop`` is set."""
+        self._acks = self.link.mqtt.subscribe(self.topics.detections(self.device_id), qos=0, maxsize=4096,
+                                              drop="oldest")
         self.link.start()
         try:
+            try:
+                check_source(self.source)
+            except SourceError as exc:
+                self.link.fail(str(exc))
+                raise
             if self.profiling:
                 self._probe_link(force=True)
             self._wait_for_assignment(stop)
@@ -97,8 +122,10 @@ class HeadNode:
                 self._follow_assignment(timeout=0.0)
                 if self.profiling and self.probe_every > 0 and time.monotonic() >= self._next_probe:
                     self._probe_link()
+                self._read_acks()
                 if not self._step():
                     break
+            self._drain_acks(stop)
             error = self.grabber.error
             if isinstance(error, SourceError):
                 raise SourceError(f"source {self.source!r} failed: {error}", source=self.source) from error
@@ -117,24 +144,39 @@ class HeadNode:
 
     def _follow_assignment(self, timeout: float) -> None:
         new = self.link.next_assignment(timeout)
-        if new is None or (self.assignment and new.generation <= self.assignment.generation and self.pipeline):
+        if new is None or (self.pipeline is not None and not new.newer_than(self.assignment)):
             return
         if self.pipeline is None or not new.same_pipeline(self.assignment):
-            try:
-                self.pipeline = HeadPipeline.build(new, model_dir=self.model_dir, device=self.device, half=self.half)
-                self.calibration.reset()
-            except SplitInferError as exc:
-                log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
+            pipeline = self._build(new)
+            if pipeline is None:
                 return
+            self.pipeline = pipeline
+            self.calibration.reset()
             if self.profiling:
-                try:
-                    self._measure_profile(new)
-                except Exception:  # the node runs on without a profile; only --cut auto misses it
-                    log.exception("%s: profiling failed", self.device_id)
+                self._profiler.start(lambda: self._measure_profile(new))
+        if self.assignment is None or new.route != self.assignment.route:
+            self.delivery.new_route()
         log.info("%s: assignment %d: cut %s (layer %d), route → %s, codec %s%s", self.device_id, new.generation,
                  new.cut, self.pipeline.head.cut, new.route or "(no live tail)", new.codec,
                  f" ({new.reason}; predicted {new.predicted_ms} ms)" if new.reason else "")
         self.assignment = new
+
+    def _build(self, new: Assignment) -> Optional[HeadPipeline]:
+        """The pipeline for ``new``. A model that cannot be loaded here fails the node (said, then raised); settings
+        that do not fit it (cut, codec, input size) refuse the assignment and keep the running pipeline."""
+        try:
+            model = load_assigned_model(new, model_dir=self.model_dir, device=self.device, half=self.half)
+        except SplitInferError as exc:
+            self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
+            raise
+        try:
+            return HeadPipeline.build(new, model=model)
+        except SplitInferError as exc:
+            self.link.bad_assignments += 1
+            self.assignment_error = f"assignment {new.generation} refused: {exc}"
+            log.error("%s: %s%s", self.device_id, self.assignment_error,
+                      "; keeping the running pipeline" if self.pipeline else "; waiting for a usable one")
+            return None
 
     def _measure_profile(self, assignment: Assignment) -> None:
         """This model's per-layer profile and per-cut sizes with the assigned codec (cached), in the info."""
@@ -185,6 +227,31 @@ class HeadNode:
             self.profile = dict(self.profile, link=measured)
             self.link.update_profile(self.profile)
 
+    def _read_acks(self) -> None:
+        """Count our tail's detection records as acknowledgements; notice when it stops answering."""
+        for msg in self._acks.drain():
+            try:
+                record = json.loads(msg.payload)
+            except (ValueError, RecursionError):
+                record = None
+            self.delivery.note_record(record, msg.received_wall)
+        self.delivery.expire()
+        silent = self.delivery.silent()
+        if silent != self._silent:
+            self._silent = silent
+            if silent:
+                log.warning("%s: tail %s has not answered for %.0f s", self.device_id,
+                            self.assignment.route if self.assignment else "?", self.delivery.silent_after)
+            else:
+                log.info("%s: the tail answers again", self.device_id)
+
+    def _drain_acks(self, stop: threading.Event, timeout: float = 3.0) -> None:
+        """At the end of a finite source: wait (briefly) for the last acknowledgements, so the counts are final."""
+        deadline = time.monotonic() + timeout
+        while self.delivery.counts()["in_flight"] and time.monotonic() < deadline and not stop.is_set():
+            time.sleep(0.05)
+            self._read_acks()
+
     def _step(self) -> bool:
         assert self.grabber is not None and self.pipeline is not None and self.assignment is not None
         taken = self.grabber.take(self.assignment.batch, timeout=0.2)
@@ -203,7 +270,7 @@ class HeadNode:
         if not route:
             self.counts["no_route"] += len(taken)
             return True
-        payload = pack_features(blob, time.time(), timings)
+        payload = pack_features(blob, time.time(), dict(timings, clock_offset_ms=self.delivery.clock_offset_ms))
         try:
             ok = self.link.mqtt.publish(self.topics.features(route, self.device_id), payload, qos=0)
         except TransportError as exc:
@@ -214,6 +281,7 @@ class HeadNode:
             self.counts["sent"] += len(taken)
             self.counts["bytes"] += len(payload)
             self._rate.tick(len(taken))
+            self.delivery.note_sent(frame.index for frame, _, _ in taken)
         else:
             self.counts["unsent"] += len(taken)
         return True

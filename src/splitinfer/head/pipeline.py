@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from splitinfer.broker.messages import Assignment
 from splitinfer.node.models import load_assigned_model
 from splitinfer.splitting import Head, split, to_batch
-from splitinfer.splitting.model import default_imgsz
+from splitinfer.splitting.model import Model, default_imgsz
 
 __all__ = ["HeadPipeline"]
 
@@ -20,10 +20,13 @@ class HeadPipeline:
     imgsz: int
 
     @classmethod
-    def build(cls, assignment: Assignment, *, model_dir: str, device: str, half: bool) -> HeadPipeline:
+    def build(cls, assignment: Assignment, *, model_dir: str = "", device: str = "cpu", half: bool = False,
+              model: Optional[Model] = None) -> HeadPipeline:
+        """The pipeline for ``assignment``: its model (``model``, or loaded from ``model_dir``), cut and codec."""
         from splitinfer.codec import Codec
 
-        model = load_assigned_model(assignment, model_dir=model_dir, device=device, half=half)
+        if model is None:
+            model = load_assigned_model(assignment, model_dir=model_dir, device=device, half=half)
         head, _ = split(model, assignment.cut)
         return cls(head=head, codec=Codec(**assignment.codec), imgsz=default_imgsz(model, assignment.imgsz))
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 from splitinfer.errors import SourceError
 from splitinfer.splitting.samples import SYNTHETIC, synthetic_frames
 
-__all__ = ["IMAGE_SUFFIXES", "Frame", "open_source"]
+__all__ = ["IMAGE_SUFFIXES", "Frame", "check_source", "open_source"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -39,6 +39,14 @@ def open_source(spec: str, *, limit: Optional[int] = None, loop: bool = False) -
         if limit is not None and k >= limit:
             return
         yield Frame(frame.image, k, frame.name)
+
+
+def check_source(spec: str) -> None:
+    """Open ``spec`` and read its first frame; SourceError saying why when it cannot (before a node says it is
+    online, and before ``run --local`` starts anything)."""
+    first = next(open_source(spec, limit=1), None)
+    if first is None:
+        raise SourceError(f"source {spec!r} gave no frame", source=spec)
 
 
 def _frames(spec: str, *, loop: bool) -> Iterator[Frame]:

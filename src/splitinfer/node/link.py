@@ -19,12 +19,14 @@ from splitinfer import __version__
 from splitinfer.broker.client import MqttClient, Subscription
 from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.messages import Assignment, DeviceInfo
-from splitinfer.broker.topics import Topics
-from splitinfer.errors import ProtocolError
+from splitinfer.broker.topics import RESERVED_IDS, Topics
+from splitinfer.errors import ProtocolError, TransportError
 
 __all__ = ["NodeLink", "device_info", "link_changed", "measure_link", "rss_mb", "setup_logging"]
 
 log = logging.getLogger("splitinfer.node")
+
+MAX_BANDWIDTH = 1e12  # bit/s: what a link probe reports at most
 
 
 def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = None) -> DeviceInfo:
@@ -77,6 +79,9 @@ class NodeLink:
         metrics: Callable[[], Dict[str, Any]],
         metrics_every: float = 2.0,
     ) -> None:
+        if info.id.lower() in RESERVED_IDS:
+            raise TransportError(f"device id {info.id!r} is reserved (the coordinator's and the operators' own "
+                                 "names); pick another --id")
         self.topics = topics
         self.info = info
         self.device_id = info.id
@@ -88,6 +93,7 @@ class NodeLink:
         self._assign_sub: Optional[Subscription] = None
         self._thread: Optional[threading.Thread] = None
         self.bad_assignments = 0
+        self.failed = ""
 
     def start(self, timeout: float = 30.0) -> None:
         self._assign_sub = self.mqtt.subscribe(self.topics.assign(self.device_id), qos=1, maxsize=16)
@@ -95,6 +101,7 @@ class NodeLink:
         self._announce()
         self._thread = threading.Thread(target=self._metrics_loop, name="metrics", daemon=True)
         self._thread.start()
+        self.publish_metrics()  # at once: the coordinator watches metrics to know a node is alive and ready
 
     def _announce(self) -> None:
         # retained, and published again after every reconnect (a restarted broker may have forgotten it);
@@ -108,8 +115,25 @@ class NodeLink:
         self.info = replace(self.info, profile=dict(profile))
         self._announce()
 
+    def fail(self, reason: str) -> None:
+        """Say, retained, that this node cannot serve and why: state ``failed``, the reason in its info. The
+        caller then exits non-zero, so Docker's restart policy and deploy's health check see it too."""
+        from dataclasses import replace
+
+        self.failed = reason[:1000]
+        log.error("%s: failed: %s", self.device_id, self.failed)
+        self.info = replace(self.info, failure=self.failed)
+        if not self.mqtt.connected:
+            return
+        try:
+            self._announce()
+            self.mqtt.publish(self.topics.state(self.device_id), b"failed", qos=1, retain=True, timeout=2.0)
+        except Exception:
+            log.debug("publishing the failure failed", exc_info=True)
+
     def next_assignment(self, timeout: float = 0.0) -> Optional[Assignment]:
-        """The newest assignment received since the last call (None if none); bad ones are logged and skipped."""
+        """The newest assignment (by epoch, then generation) received since the last call (None if none); bad ones
+        are logged and skipped."""
         newest = None
         sub = self._assign_sub
         if sub is None:
@@ -119,10 +143,13 @@ class NodeLink:
             if not msg.payload:
                 continue  # a cleared retained assignment
             try:
-                newest = Assignment.from_json(msg.payload)
+                candidate = Assignment.from_json(msg.payload)
             except ProtocolError as exc:
                 self.bad_assignments += 1
                 log.warning("ignoring assignment: %s", exc)
+                continue
+            if candidate.newer_than(newest):
+                newest = candidate
         return newest
 
     def publish_metrics(self, *, final: bool = False) -> None:
@@ -144,11 +171,14 @@ class NodeLink:
                 log.exception("publishing metrics failed")
 
     def close(self) -> None:
+        """Say goodbye (final metrics; state ``offline`` unless the node failed) and disconnect."""
         self._stop.set()
         if self.mqtt.connected:
             try:
                 self.publish_metrics(final=True)
-                self.mqtt.publish(self.topics.state(self.device_id), b"offline", qos=1, retain=True, timeout=2.0)
+                if not self.failed:
+                    self.mqtt.publish(self.topics.state(self.device_id), b"offline", qos=1, retain=True,
+                                      timeout=2.0)
             except Exception:
                 log.debug("final publish failed", exc_info=True)
         self.mqtt.close()
@@ -174,7 +204,8 @@ def measure_link(mqtt: MqttClient, topic: str, *, pings: int = 3, first_bytes: i
             break
         size = min(max_bytes, size * 4)
     transfer = max(spent - rtt, 1e-3)
-    return {"bandwidth_bps": round(size * 8 * 1000.0 / transfer), "rtt_ms": round(rtt, 3), "probe_bytes": size,
+    bandwidth = min(size * 8 * 1000.0 / transfer, MAX_BANDWIDTH)  # loopback can time "infinitely" fast
+    return {"bandwidth_bps": round(bandwidth), "rtt_ms": round(rtt, 3), "probe_bytes": size,
             "at": round(time.time(), 3)}
 
 

@@ -1,5 +1,10 @@
-"""Loading the model an assignment names, as this node sees it: resolved under the node's model folder, checked
-against the assigned sha256, and kept for the next assignment. Part of the node runtime: Python 3.8.
+"""Loading the model an assignment names, as this node sees it: a file under the node's model folder (never a path
+outside it), a checkpoint only when the assignment pins its sha256 and the file matches, and kept for the next
+assignment. Configs Ultralytics ships (``yolo11n.yaml``: random weights) are the one thing not in the folder.
+Part of the node runtime: Python 3.8.
+
+The model folder is ``--model-dir`` / ``SPLITINFER_MODEL_DIR`` (``/models`` in deployed containers), else the
+working directory. Loading never runs code from the file (:mod:`splitinfer.splitting.checkpoint`).
 """
 
 from __future__ import annotations
@@ -12,26 +17,40 @@ from splitinfer.errors import ModelError
 from splitinfer.splitting import load_model
 from splitinfer.splitting.model import Model, file_sha256
 
-__all__ = ["load_assigned_model", "resolve_model_path"]
+__all__ = ["as_assigned", "load_assigned_model", "resolve_model_path"]
 
 _MODELS: Dict[Tuple[str, str, bool], Model] = {}
+CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
 def resolve_model_path(name: str, model_dir: str) -> str:
-    """A model named in an assignment, as this node sees it: absolute, relative to ``model_dir``, or as given."""
-    if model_dir and not os.path.isabs(name):
-        candidate = os.path.join(model_dir, name)
-        if os.path.exists(candidate):
-            return candidate
-    return name
+    """The file ``name`` (as an assignment gives it) under ``model_dir``, or a config name Ultralytics ships.
+    ModelError for anything that would leave the folder (absolute paths, ``..``) or is not there."""
+    folder = os.path.realpath(model_dir or os.getcwd())
+    if not name or os.path.isabs(name) or ".." in name.replace("\\", "/").split("/"):
+        raise ModelError(f"model {name!r}: an assignment names a file inside the model folder {folder}, "
+                         "not a path outside it")
+    path = os.path.realpath(os.path.join(folder, name))
+    if os.path.commonpath([folder, path]) != folder:
+        raise ModelError(f"model {name!r} leads outside the model folder {folder} (a link?)")
+    if os.path.isfile(path):
+        return path
+    if name.endswith(CONFIG_SUFFIXES) and "/" not in name:
+        return name  # a config Ultralytics ships (load_model says if it is not one)
+    raise ModelError(f"model {name!r} is not in the model folder {folder} (deploy copies it there; or set "
+                     "--model-dir / SPLITINFER_MODEL_DIR)")
 
 
 def load_assigned_model(assignment: Assignment, *, model_dir: str, device: str, half: bool) -> Model:
-    """The assignment's model, checked against its sha256 and cached for the next assignment."""
+    """The assignment's model, checked against its sha256 and cached for the next assignment. A checkpoint is
+    loaded only when the assignment pins its sha256: the operator's config says which file runs here."""
     path = resolve_model_path(assignment.model, model_dir)
     key = (path, device, half)
     if key not in _MODELS:
-        if assignment.sha256 and path.endswith(".pt"):
+        if not path.endswith(CONFIG_SUFFIXES):
+            if not assignment.sha256:
+                raise ModelError(f"{assignment.model}: the assignment gives no sha256 for this checkpoint; nodes load "
+                                 "only checkpoints the operator pinned (model.sha256 in fleet.yaml, --sha256)")
             try:
                 actual = file_sha256(path)
             except OSError as exc:
@@ -40,3 +59,13 @@ def load_assigned_model(assignment: Assignment, *, model_dir: str, device: str, 
                 raise ModelError(f"{path}: sha256 {actual[:12]}… differs from the assigned {assignment.sha256[:12]}…")
         _MODELS[key] = load_model(path, device=device, half=half)
     return _MODELS[key]
+
+
+def as_assigned(model: str) -> Tuple[str, str, str]:
+    """How a system on one machine assigns a model file it was given: (model folder for the nodes, the name
+    inside it, its sha256). A config name Ultralytics ships stays a name, with no folder and no digest."""
+    if os.path.isfile(model):
+        path = os.path.realpath(model)
+        digest = "" if path.endswith(CONFIG_SUFFIXES) else file_sha256(path)
+        return os.path.dirname(path), os.path.basename(path), digest
+    return "", model, ""

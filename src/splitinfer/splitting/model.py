@@ -167,13 +167,9 @@ def _from_checkpoint(source: str) -> Any:
     if not os.path.isfile(source):
         raise ModelError(f"{source}: model file not found (weights are not downloaded; pass a local .pt, "
                          "or a .yaml config for random weights)")
-    from ultralytics.nn.tasks import load_checkpoint
+    from .checkpoint import load_checkpoint
 
-    try:
-        net, _ = load_checkpoint(source, device="cpu", fuse=False)
-    except Exception as exc:
-        raise ModelError(f"{source}: not a loadable Ultralytics checkpoint: {_first_line(exc)}") from exc
-    return net, file_sha256(source)
+    return load_checkpoint(source), file_sha256(source)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -99,7 +99,7 @@ class Tail:
     def check(self, features: FeatureSet) -> None:
         """Refuse features that this tail cannot finish: another model, another cut, other layers."""
         theirs, ours = features.model, self.model.fingerprint
-        if theirs and ours and not ours.startswith(theirs):
+        if theirs != ours:
             raise ModelError(f"features were made by model {features.model[:12]}…, this tail runs "
                              f"{self.model.fingerprint[:12]}…")
         if features.cut != self.cut:

@@ -1,20 +1,29 @@
-"""Decoding, grouping and running batches of features from several heads."""
+"""Decoding, checking, grouping and running batches of features from several heads.
+
+Features come from devices and are not trusted: before any layer runs, a blob must be no larger than this
+model's biggest live set at the assigned input size (the decoder refuses more before allocating), and the decoded
+FeatureSet must be exactly what this model's head produces at its cut: the same model fingerprint, input size,
+live layers, channels and spatial sizes, at most ``MAX_BATCH`` frames, finite values.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from splitinfer.broker.client import Message
 from splitinfer.broker.messages import Assignment, unpack_features
 from splitinfer.broker.topics import Topics
-from splitinfer.errors import CodecError
+from splitinfer.errors import CodecError, ModelError
 from splitinfer.features import FeatureSet
-from splitinfer.splitting import Tail, postprocess
-from splitinfer.splitting.model import Model
+from splitinfer.node.models import load_assigned_model
+from splitinfer.splitting import Tail, layer_shapes, postprocess
+from splitinfer.splitting.model import Model, default_imgsz
 
-__all__ = ["Decoded", "TailPipeline"]
+__all__ = ["MAX_BATCH", "Decoded", "TailPipeline"]
+
+MAX_BATCH = 16  # frames in one head's blob
 
 
 @dataclass
@@ -25,6 +34,10 @@ class Decoded:
     transit_ms: float
     decode_ms: float
     payload_bytes: int
+    clock_offset_ms: float = 0.0
+    skewed: bool = False  # the head's clock is ahead of ours beyond what its offset estimate explains
+    sent: float = 0.0  # the head's clock when it published
+    received: float = 0.0  # our clock when the message arrived
 
 
 @dataclass
@@ -32,25 +45,56 @@ class TailPipeline:
     model: Model
     decoder: Any
     tails: Dict[int, Tail]
+    imgsz: int = 640
+    shapes: Tuple[Tuple[int, ...], ...] = ()  # each layer's output shape for one frame at imgsz (no batch)
 
     @classmethod
-    def build(cls, assignment: Assignment, *, model_dir: str, device: str, half: bool) -> TailPipeline:
+    def build(cls, assignment: Assignment, *, model_dir: str = "", device: str = "cpu", half: bool = False,
+              model: Optional[Model] = None) -> TailPipeline:
         from splitinfer.codec import Codec
-        from splitinfer.node.models import load_assigned_model
 
-        model = load_assigned_model(assignment, model_dir=model_dir, device=device, half=half)
-        return cls(model=model, decoder=Codec(), tails={})
+        if model is None:
+            model = load_assigned_model(assignment, model_dir=model_dir, device=device, half=half)
+        imgsz = default_imgsz(model, assignment.imgsz)
+        shapes = tuple(tuple(s[1:]) for s in layer_shapes(model, imgsz))
+        biggest = max(sum(_numel(shapes[i]) for i in model.graph.live_set(c)) for c in model.graph.cuts)
+        decoder = Codec(max_values=biggest * MAX_BATCH)  # a blob claiming more is refused before allocation
+        return cls(model=model, decoder=decoder, tails={}, imgsz=imgsz, shapes=shapes)
 
     def decode(self, msg: Message, topics: Topics) -> Decoded:
         parsed = topics.parse(msg.topic)
         sent, stages, blob = unpack_features(msg.payload)
         t = time.perf_counter()
         features = self.decoder.decode(blob, device=str(self.model.device))
+        self.check(features)
         decode_ms = (time.perf_counter() - t) * 1000.0
-        if any(f.source and f.source != parsed.device for f in features.frames):
+        if any(f.source != parsed.device for f in features.frames):
             raise CodecError(f"features on {msg.topic} claim another source {features.frames[0].source!r}")
-        return Decoded(parsed.device, features, stages, max(0.0, (msg.received_wall - sent) * 1000.0), decode_ms,
-                       len(msg.payload))
+        offset = stages.pop("clock_offset_ms", 0.0)  # the head's estimate of our clock minus its clock
+        transit = (msg.received_wall - sent) * 1000.0 - offset
+        return Decoded(parsed.device, features, stages, max(0.0, transit), decode_ms, len(msg.payload),
+                       clock_offset_ms=offset, skewed=transit < -50.0, sent=sent, received=msg.received_wall)
+
+    def check(self, features: FeatureSet) -> None:
+        """ModelError unless ``features`` is exactly what this model's head sends at its cut (see the module)."""
+        graph = self.model.graph
+        if features.model != self.model.fingerprint:
+            raise ModelError(f"features were made by model {features.model[:12] or '(none)'}…, this tail runs "
+                             f"{self.model.fingerprint[:12]}…")
+        if features.input_shape != (self.imgsz, self.imgsz):
+            raise ModelError(f"features are for a {features.input_shape} input, this tail runs {self.imgsz}")
+        if features.cut not in graph.cuts:
+            raise ModelError(f"cut {features.cut} is not a cut of this model (1..{graph.num_layers - 1})")
+        live = graph.live_set(features.cut)
+        if tuple(features.layers) != live:
+            raise ModelError(f"features carry layers {list(features.layers)}, cut {features.cut} needs {list(live)}")
+        if not 1 <= features.batch <= MAX_BATCH or len(features.frames) != features.batch:
+            raise ModelError(f"a blob of {features.batch} frames (1..{MAX_BATCH} allowed)")
+        for i, t in zip(live, features.tensors):
+            if tuple(t.shape[1:]) != self.shapes[i]:
+                raise ModelError(f"layer {i}'s tensor is {tuple(t.shape[1:])}, this model makes {self.shapes[i]}")
+            if not bool(t.isfinite().all()):
+                raise CodecError(f"layer {i}'s tensor holds NaN or infinity")
 
     def group(self, decoded: List[Decoded]) -> List[List[Decoded]]:
         """Frames that can run as one batch: same cut, layers, input size and model."""
@@ -91,11 +135,27 @@ class TailPipeline:
                 det = detections[k]
                 k += 1
                 record = det.to_dict()
-                record.update(head=d.head, cut=first.cut, payload_bytes=int(per_frame_bytes), timings={
+                record.update(head=d.head, cut=first.cut, payload_bytes=int(per_frame_bytes),
+                              clock={"sent": d.sent, "received": d.received}, timings={
                     **{name: round(v, 3) for name, v in d.stages.items()},
                     "transit_ms": round(d.transit_ms, 3), "decode_ms": round(d.decode_ms, 3),
                     "tail_ms": round(tail_ms, 3), "postprocess_ms": round(post_ms, 3),
-                    "e2e_ms": round((done - det.frame.timestamp) * 1000.0, 3) if det.frame.timestamp else 0.0,
+                    "e2e_ms": _e2e_ms(done, det.frame.timestamp, d.clock_offset_ms),
                 })
                 results.append((d.head, record))
         return results
+
+
+def _numel(shape: Tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _e2e_ms(done: float, captured: float, offset_ms: float) -> float:
+    """Capture (head clock) to detections ready (our clock), corrected by the head's offset estimate; never
+    negative (an unknown skew leaves 0 rather than a negative latency)."""
+    if not captured:
+        return 0.0
+    return round(max(0.0, (done - captured) * 1000.0 - offset_ms), 3)

@@ -10,15 +10,17 @@ import json
 import logging
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 from splitinfer.broker.client import Message
 from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.messages import Assignment
 from splitinfer.broker.topics import Topics
-from splitinfer.errors import SplitInferError
+from splitinfer.errors import ModelError, SplitInferError
+from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
-from splitinfer.node.stats import Calibration, LatencyStats
+from splitinfer.node.models import load_assigned_model
+from splitinfer.node.stats import Calibration, LatencyStats, Rate
 
 from .batcher import Decoded, TailPipeline
 
@@ -50,22 +52,28 @@ class TailNode:
         self.queue, self.conf, self.iou = queue, conf, iou
         self.stats = LatencyStats()
         self.e2e_by_head = LatencyStats(window=256)  # measured end to end per head, beside auto's prediction
-        self.counts: Dict[str, int] = dict.fromkeys(("frames", "batches", "decode_errors", "rejected"), 0)
+        self.counts: Dict[str, int] = dict.fromkeys(
+            ("frames", "batches", "decode_errors", "rejected", "errors", "clock_skewed"), 0)
+        self._skew_warned: Set[str] = set()
+        self._rate = Rate()
         self.assignment: Optional[Assignment] = None
         self.pipeline: Optional[TailPipeline] = None
         self._sub: Any = None
         self._started = time.monotonic()
         self.profiling = profile
         self.calibration = Calibration()
+        self._profiler = OneAtATime("profiling", log)
         self.link = NodeLink(config, topics, device_info(device_id, "tail"), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         return {
-            "role": "tail", "fps": round(self.counts["frames"] / elapsed, 2), "latency_ms": self.stats.summary(),
+            "role": "tail", "ready": self.pipeline is not None, "fps": self._rate.value(),
+            "fps_mean": round(self.counts["frames"] / elapsed, 3), "latency_ms": self.stats.summary(),
             "e2e_ms_by_head": self.e2e_by_head.summary(),
             "frames": self.counts["frames"], "batches": self.counts["batches"],
             "decode_errors": self.counts["decode_errors"], "rejected": self.counts["rejected"],
+            "errors": self.counts["errors"], "clock_skewed": self.counts["clock_skewed"],
             "dropped": self._sub.dropped if self._sub is not None else 0,
             "generation": self.assignment.generation if self.assignment else 0,
             "heads": list(self.assignment.heads) if self.assignment else [],
@@ -90,19 +98,24 @@ class TailNode:
 
     def _follow_assignment(self) -> None:
         new = self.link.next_assignment(0.0 if self.pipeline else 0.2)
-        if new is None:
+        if new is None or (self.pipeline is not None and not new.newer_than(self.assignment)):
             return
         if self.pipeline is None or not new.same_pipeline(self.assignment):
             try:
-                self.pipeline = TailPipeline.build(new, model_dir=self.model_dir, device=self.device, half=self.half)
+                model = load_assigned_model(new, model_dir=self.model_dir, device=self.device, half=self.half)
             except SplitInferError as exc:
-                log.error("%s: cannot follow assignment generation %d: %s", self.device_id, new.generation, exc)
+                self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
+                raise
+            try:
+                self.pipeline = TailPipeline.build(new, model=model)
+            except SplitInferError as exc:  # settings that do not fit the model: refuse them, keep serving
+                self.link.bad_assignments += 1
+                log.error("%s: assignment %d refused: %s", self.device_id, new.generation, exc)
                 return
+            self.assignment = new
+            self.link.publish_metrics()  # ready: the coordinator routes heads here from now on
             if self.profiling:
-                try:
-                    self._measure_profile(new)
-                except Exception:  # the node runs on without a profile; only --cut auto misses it
-                    log.exception("%s: profiling failed", self.device_id)
+                self._profiler.start(lambda: self._measure_profile(new))
         self.assignment = new
         log.info("%s: assignment %d: heads %s, batch %d, max wait %.1f ms", self.device_id, new.generation,
                  new.heads, new.batch, new.max_wait_ms)
@@ -152,14 +165,30 @@ class TailNode:
         return messages
 
     def _handle(self, messages: List[Message]) -> None:
+        """Decode, check and run one batch. Whatever a message holds, the tail goes on: a malformed or foreign
+        payload is counted (``decode_errors``, ``rejected``), and so is any other failure (``errors``, logged
+        with its traceback: that one is a bug)."""
         assert self.pipeline is not None
         decoded: List[Decoded] = []
         for msg in messages:
             try:
                 decoded.append(self.pipeline.decode(msg, self.topics))
+            except ModelError as exc:
+                self.counts["rejected"] += 1
+                log.warning("%s: rejected features on %s: %s", self.device_id, msg.topic, exc)
             except SplitInferError as exc:
                 self.counts["decode_errors"] += 1
                 log.warning("%s: skipping bad features on %s: %s", self.device_id, msg.topic, exc)
+            except Exception:
+                self.counts["errors"] += 1
+                log.exception("%s: features on %s failed", self.device_id, msg.topic)
+        for d in decoded:
+            if d.skewed:
+                self.counts["clock_skewed"] += 1
+                if d.head not in self._skew_warned:
+                    self._skew_warned.add(d.head)
+                    log.warning("%s: %s's clock is ahead of ours: its latencies read 0 until it measures the "
+                                "offset (NTP fixes this)", self.device_id, d.head)
         for group in self.pipeline.group(decoded):
             try:
                 results = self.pipeline.run(group, conf=self.conf, iou=self.iou)
@@ -167,14 +196,21 @@ class TailNode:
                 self.counts["rejected"] += sum(d.features.batch for d in group)
                 log.warning("%s: rejected features: %s", self.device_id, exc)
                 continue
-            self.counts["batches"] += 1
-            if self.profiling and len(results) == 1:  # the profile's layer_ms are for one frame
-                self._calibrate(results[0][1])
-            for head, record in results:
-                self.counts["frames"] += 1
-                self.stats.add_all({k: v for k, v in record["timings"].items()})
-                self.e2e_by_head.add(head, record["timings"]["e2e_ms"])
-                record["tail"] = self.device_id
-                self.link.mqtt.publish(self.topics.detections(head), json.dumps(record).encode(), qos=0)
+            except Exception:
+                self.counts["errors"] += sum(d.features.batch for d in group)
+                log.exception("%s: a batch from %s failed", self.device_id, sorted({d.head for d in group}))
+                continue
+            self._publish(results)
 
-
+    def _publish(self, results: List[Tuple[str, Dict[str, Any]]]) -> None:
+        self.counts["batches"] += 1
+        if self.profiling and len(results) == 1:  # the profile's layer_ms are for one frame
+            self._calibrate(results[0][1])
+        self._rate.tick(len(results))
+        for head, record in results:
+            self.counts["frames"] += 1
+            self.stats.add_all({k: v for k, v in record["timings"].items()})
+            self.e2e_by_head.add(head, record["timings"]["e2e_ms"])
+            record["tail"] = self.device_id
+            record["clock"]["published"] = time.time()  # with sent and received: the head's clock-offset estimate
+            self.link.mqtt.publish(self.topics.detections(head), json.dumps(record).encode(), qos=0)
