@@ -80,6 +80,14 @@ class SecureFleet:
             client.connect(timeout=10)
         return client
 
+    def attacker(self, user: str = "cam-2") -> MqttClient:
+        """A connected client holding ``user``'s credentials; the previous attacker is closed first (clients with
+        the same username share one client id, and would take the session from each other)."""
+        for client in self.clients:
+            if client.config.username == user:
+                client.close(timeout=0.3)
+        return self.client(user, connect=True)
+
     def coordinator(self) -> subprocess.Popen:
         return self.procs.start("coordinator", node_command("coordinator", "-f", str(self.fleet_file)),
                                 env={"FLEET_SECRET": SECRET})

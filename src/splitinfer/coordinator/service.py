@@ -191,16 +191,16 @@ class Coordinator:
 
     def _absorb_metrics(self, device: str, msg: Message) -> bool:
         data = parse_json(msg.payload, f"metrics of {device}")
-        if device not in self.devices:
-            return False
-        self.last_metrics[device] = time.monotonic()
         sent_at = data.get("time")
         if isinstance(sent_at, (int, float)) and not isinstance(sent_at, bool):
             offset = msg.received_wall - float(sent_at)
             self.clock_offset[device] = offset
             if abs(offset) > SKEW_WARN_S:
-                self._warn_once(device, "clock", f"{device}'s clock is {-offset:+.1f} s off ours: its latencies are "
+                self._warn_once(device, "clock", f"{device}'s clock is {-offset:+.0f} s off ours: its latencies are "
                                 f"corrected only where a head can measure the offset (NTP fixes this)")
+        if device not in self.devices:
+            return False
+        self.last_metrics[device] = time.monotonic()
         ready = data.get("ready")
         if isinstance(ready, bool) and self.ready.get(device) != ready:
             self.ready[device] = ready
