@@ -138,7 +138,7 @@ def test_status_lists_running_containers(fleet_file: Path) -> None:
     assert rows["head-1"]["desired_cut"] == "b" and rows["tail-1"]["desired_cut"] is None
     table = runner.invoke(app, ["status", "-f", str(fleet_file)])
     assert table.exit_code == 0 and "head-1" in table.stdout and "running" in table.stdout
-    assert "mqtt columns: the nodes" in _flat(table.stdout)
+    assert "health" in table.stdout and "--wide for image" in _flat(table.stdout)
 
 
 def test_logs_returns_container_output(fleet_file: Path) -> None:
