@@ -218,6 +218,8 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     import sys
     import time
 
+    from splitinfer.broker.local import child_env
+
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(
         "fleet: w\nbroker: {url: 'mqtt://127.0.0.1:1'}\n"
@@ -225,7 +227,7 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "splitinfer", "status", "--watch", "--interval", "0.5", "-f", str(fleet)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
     )
     time.sleep(8)
     proc.send_signal(signal.SIGINT)

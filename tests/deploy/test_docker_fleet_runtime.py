@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
-from splitinfer.broker.local import LocalBroker, find_mosquitto, start_local_broker
+from splitinfer.broker.local import LocalBroker, child_env, find_mosquitto, start_local_broker
 from splitinfer.broker.topics import Topics
 from splitinfer.cli.app import app
 from splitinfer.deploy import Engine
@@ -78,7 +78,7 @@ def coordinator(fleet_file: Path) -> Iterator[subprocess.Popen]:
     log = fleet_file.parent / "coordinator.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "splitinfer", "coordinator", "-f", str(fleet_file)],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, env=child_env())  # this checkout's
     yield proc
     proc.terminate()
     proc.wait(10)

@@ -19,10 +19,13 @@ from ._options import FleetFile
 app = typer.Typer(help="The fleet's MQTT broker: render its configuration, or run it here.", no_args_is_help=True)
 
 CertOpt = Annotated[Optional[str], typer.Option(help="Server TLS file (as the broker sees it); enables mqtts.")]
+BindOpt = Annotated[Optional[str], typer.Option("--bind", metavar="ADDRESS",
+                                                help="Listen on this address only, e.g. 10.0.0.2 or 127.0.0.1 "
+                                                     "(default: every address).")]
 
 
 def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Optional[str], certfile: Optional[str],
-            keyfile: Optional[str], run_as_user: Optional[str] = None) -> Tuple[Any, int]:
+            keyfile: Optional[str], run_as_user: Optional[str] = None, bind: Optional[str] = None) -> Tuple[Any, int]:
     from urllib.parse import urlsplit
 
     from splitinfer.broker.mosquitto_conf import render_mosquitto_files
@@ -42,7 +45,7 @@ def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Option
     files = render_mosquitto_files(
         fleet.fleet, [(d.id, d.role) for d in fleet.devices],
         {u: derive_password(secret, fleet.fleet, u) for u in users}, operators=(operator,),
-        port=None if tls else port, tls_port=port, cafile=cafile, certfile=certfile, keyfile=keyfile,
+        port=None if tls else port, bind_address=bind, tls_port=port, cafile=cafile, certfile=certfile, keyfile=keyfile,
         config_dir=config_dir, data_dir=data_dir,
         run_as_user=run_as_user,
     )
@@ -60,14 +63,15 @@ def config(
     cafile: CertOpt = None,
     certfile: CertOpt = None,
     keyfile: CertOpt = None,
+    bind: BindOpt = None,
 ) -> None:
     """Render mosquitto.conf, a password file and an ACL from fleet.yaml: anonymous access off, one user per
     device (password derived from the secret in broker.password_env), each device limited to its own topics."""
-    files, port = _render(file, config_dir, data_dir, cafile, certfile, keyfile)
+    files, port = _render(file, config_dir, data_dir, cafile, certfile, keyfile, bind=bind)
     paths = files.write(str(out))
     for path in paths.values():
         console.print(str(path))
-    err_console.print(f"listener on port {port}; mount {out} at {config_dir} and run "
+    err_console.print(f"listener on {bind or 'every address'}, port {port}; mount {out} at {config_dir} and run "
                       f"`mosquitto -c {config_dir}/mosquitto.conf`")
 
 
@@ -85,12 +89,13 @@ def up(
     cafile: CertOpt = None,
     certfile: CertOpt = None,
     keyfile: CertOpt = None,
+    bind: BindOpt = None,
 ) -> None:
     """Run Mosquitto with the fleet's configuration: here in the foreground (Ctrl-C stops it), or with --docker as
     the container `splitinfer-<fleet>-broker` on that engine (host network, data in a named volume, restarted
     unless stopped; an existing one is replaced)."""
     if docker is not None:
-        _up_container(file, docker, image, volume or [], user, cafile, certfile, keyfile)
+        _up_container(file, docker, image, volume or [], user, cafile, certfile, keyfile, bind)
         return
     from splitinfer.broker.local import find_mosquitto
 
@@ -101,14 +106,14 @@ def up(
     (root / "data").mkdir(parents=True, exist_ok=True)
     as_root = hasattr(os, "geteuid") and os.geteuid() == 0
     files, port = _render(file, str(root), str(root / "data") + "/", cafile, certfile, keyfile,
-                          "root" if as_root else None)
+                          "root" if as_root else None, bind=bind)
     files.write(str(root))
-    err_console.print(f"mosquitto on port {port} with {root}/mosquitto.conf")
+    err_console.print(f"mosquitto on {bind or 'every address'}, port {port}, with {root}/mosquitto.conf")
     os.execv(binary, [os.path.basename(binary), "-c", str(root / "mosquitto.conf")])
 
 
 def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], user: str, cafile: Optional[str],
-                  certfile: Optional[str], keyfile: Optional[str]) -> None:
+                  certfile: Optional[str], keyfile: Optional[str], bind: Optional[str]) -> None:
     import time
 
     from splitinfer.deploy import Engine
@@ -117,7 +122,7 @@ def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], use
     from splitinfer.fleet import FleetStore
 
     fleet = FleetStore.open(file).fleet.fleet
-    files, port = _render(file, "/mosquitto/config", "/mosquitto/data", cafile, certfile, keyfile, user)
+    files, port = _render(file, "/mosquitto/config", "/mosquitto/data", cafile, certfile, keyfile, user, bind=bind)
     name = f"splitinfer-{fleet}-broker"
     spec = ContainerSpec(
         name=name, image=image, command=("/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"),
@@ -140,4 +145,4 @@ def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], use
         state = engine.container(container)
         if state is None or not state.running:
             raise DeployError(f"the broker container exited: {engine.last_lines(container)}", device="broker")
-    console.print(f"{name} running on {endpoint}, port {port}")
+    console.print(f"{name} running on {endpoint}, {bind or 'every address'}, port {port}")

@@ -2,7 +2,7 @@
 
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -10,6 +10,10 @@ from typing_extensions import Annotated
 from splitinfer.errors import FleetConfigError
 
 from ._common import BrokerOpt, FleetOpt, PrefixOpt, broker_config, stop_on_signals
+from ._console import err_console
+
+if TYPE_CHECKING:
+    from splitinfer.coordinator import Policy
 
 
 def parse_overrides(values: List[str]) -> dict:
@@ -62,4 +66,14 @@ def coordinator(
         policy = Policy(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits}, batch=batch,
                         tail_batch=tail_batch, max_wait_ms=max_wait_ms, overrides=parse_overrides(override or []))
         config, topics = broker_config(broker), Topics(fleet, prefix)
+    err_console.print(started_line(topics.fleet, config.url, policy, "fleet.yaml" if file is not None else "flags"),
+                      soft_wrap=True, highlight=False, markup=False)
     Coordinator(config, topics, policy).run(stop_on_signals())
+
+
+def started_line(fleet: str, url: str, policy: "Policy", source: str) -> str:
+    """What the coordinator says when it starts, before any device appears."""
+    overrides = f", {len(policy.overrides)} per-device override(s)" if policy.overrides else ""
+    return (f"coordinator for fleet {fleet} on {url}: model {policy.model} at {policy.imgsz}, cut {policy.cut}, "
+            f"{policy.codec.get('bits')}-bit, batch {policy.batch}{overrides} (policy from {source}); "
+            "waiting for devices (Ctrl-C stops)")
