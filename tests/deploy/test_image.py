@@ -49,3 +49,19 @@ def test_from_a_venv_path_starts_with_the_venvs_bin_and_both_environments_are_mo
     assert str(venv.resolve()) in mounted  # the venv, and the interpreter it links to
     base = Path(sys.base_prefix).resolve()
     assert any(str(base) == m or str(base).startswith(m + "/") for m in mounted)
+
+
+def test_what_image_build_prints_is_a_valid_fleet_yaml_fragment() -> None:
+    from ruamel.yaml import YAML
+
+    from splitinfer.cli.image import fleet_yaml
+    from splitinfer.fleet import Fleet
+
+    python = host_python()
+    text = fleet_yaml("head", "splitinfer-head:host", python).replace("id: …", "id: cam-1")
+    fragment = YAML(typ="safe").load(text)
+    device = {**fragment["devices"][0], "role": "head", "docker": "unix:///var/run/docker.sock", "source": "0"}
+    fleet = Fleet.model_validate({"fleet": "f", "broker": {"url": "mqtt://127.0.0.1:1883"},
+                                  "images": fragment["images"], "devices": [device]})
+    assert fleet.images.head.name == "splitinfer-head:host"
+    assert fleet.devices[0].volumes == list(python.volumes) and fleet.devices[0].env == python.env

@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations`` here: Typer on Python 3.8 needs eager annotations.
 
+import json
 import os
 from typing import TYPE_CHECKING, Optional
 
@@ -64,5 +65,5 @@ def fleet_yaml(role: str, name: str, python: "HostPython") -> str:
              "    volumes:"]
     lines += [f"      - {v}" for v in python.volumes]
     lines += ["    env:                # optional: the image sets these already"]
-    lines += [f"      {k}: {v}" for k, v in python.env.items()]
+    lines += [f"      {k}: {json.dumps(v)}" for k, v in python.env.items()]  # quoted: env values are text
     return "\n".join(lines)
