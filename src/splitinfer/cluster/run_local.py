@@ -259,7 +259,7 @@ def run_local(
         operator.connect(timeout=10)
         tail_state = operator.subscribe(topics.state("tail-1"), qos=1)
         try:
-            status.phase = "starting the coordinator and the tail"
+            status.phase = "starting the nodes"
             report(status)
             _start_processes(run, model, broker.url, topics.fleet, procs, total)
             _wait_online(tail_state, procs)
@@ -345,7 +345,7 @@ def _collect(run: LocalRun, procs: Processes, subs: Dict[str, Any], records: Lis
             tally.on_detection()
             if on_progress:
                 on_progress(len(records), status.total)
-        status.sent, status.detected = tally.sent, tally.detected
+        status.sent, status.detected = max(tally.sent, tally.detected), tally.detected  # metrics come every 2 s
         report(status)
         if msg is not None:
             continue
