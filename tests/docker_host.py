@@ -5,20 +5,17 @@ exec roots, no default bridge and no iptables rules (the containers use the host
 the session. Without dockerd (or root) the docker tests are skipped with the reason, except in CI (``CI=true``),
 where that is a failure.
 
-``node_image`` is ``docker import`` of a root filesystem made here from busybox-static: /bin/busybox plus
-its applet links. Containers from it run this machine's Python by mounting, read-only, /usr, /lib, /lib64, the
-Python environment (found from sys.prefix, sys.base_prefix and the real path of sys.executable) and the
+``node_image`` is the package's own no-registry node image (:func:`splitinfer.deploy.build_node_image`, what
+``splitctl image build`` makes): ``docker import`` of a root filesystem made from busybox-static. Containers from
+it run this machine's Python by mounting, read-only, /usr, /lib, /lib64, the Python environment and the
 repository's src; :func:`node_mounts` and :func:`node_env` give the fleet.yaml fields that do that.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import subprocess
-import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -26,11 +23,9 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 
-import splitinfer
+from splitinfer.deploy.image import host_python
 
-BUSYBOX_APPLETS = ("sh", "cat", "echo", "sleep", "ls", "env", "true", "false", "printf")
 NODE_IMAGE = "splitinfer-test-node:busybox"
-SRC = Path(splitinfer.__file__).resolve().parents[1]
 
 
 def _unavailable(reason: str) -> None:
@@ -106,51 +101,19 @@ def _wait_until_up(docker: Any, endpoint: str, process: subprocess.Popen, root: 
     pytest.fail(f"dockerd did not answer on {endpoint} within 60 s:\n{(root / 'dockerd.log').read_text()[-3000:]}")
 
 
-def busybox_rootfs() -> bytes:
-    """A tar of a minimal root filesystem: /bin/busybox, its applet links, and empty mount points."""
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for folder in ("bin", "dev", "etc", "proc", "sys", "tmp", "root", "usr", "lib", "lib64"):
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755
-            tar.addfile(info)
-        tar.add(os.path.realpath(busybox), arcname="bin/busybox")
-        for applet in BUSYBOX_APPLETS:
-            info = tarfile.TarInfo(f"bin/{applet}")
-            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
-            tar.addfile(info)
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def node_image(dockerd: str) -> str:
-    """The test node image on the private engine (imported, never pulled)."""
-    import docker
+    """The node image on the private engine (imported, never pulled), as `splitctl image build` makes it."""
+    from splitinfer.deploy import Engine, build_node_image
 
-    client = docker.DockerClient(base_url=dockerd, timeout=60)
-    repository, tag = NODE_IMAGE.split(":")
-    client.api.import_image_from_data(busybox_rootfs(), repository=repository, tag=tag)
-    client.close()
+    with Engine.connect(dockerd, timeout=60) as engine:
+        build_node_image(engine, NODE_IMAGE)
     return NODE_IMAGE
 
 
-def python_env_paths() -> List[str]:
-    """Host folders holding the running Python and its packages, outermost only."""
-    candidates = {sys.prefix, sys.base_prefix, str(Path(os.path.realpath(sys.executable)).parents[1])}
-    paths = sorted(os.path.realpath(p) for p in candidates)
-    return [p for p in paths if not any(p != q and p.startswith(q + os.sep) for q in paths)]
-
-
 def node_mounts() -> List[str]:
-    host = [p for p in ("/usr", "/lib", "/lib64") if os.path.exists(p)]
-    return [f"{p}:{p}:ro" for p in (*host, *python_env_paths())] + [f"{SRC}:/opt/splitinfer/src:ro"]
+    return list(host_python().volumes)
 
 
 def node_env() -> Dict[str, str]:
-    python_bin = str(Path(os.path.realpath(sys.executable)).parent)
-    return {
-        "PATH": f"{python_bin}:/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": "/opt/splitinfer/src",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    return dict(host_python().env)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
-from splitinfer.broker.local import find_mosquitto, free_port
+from splitinfer.broker.local import child_env, find_mosquitto, free_port
 from splitinfer.cli.app import app
 from splitinfer.deploy import plan_targets
 from splitinfer.deploy.live import broker_config
@@ -45,7 +45,11 @@ def test_broker_config_writes_three_files(tmp_path: Path, monkeypatch: pytest.Mo
     result = runner.invoke(app, ["broker", "config", "-f", str(fleet), "--out", str(tmp_path / "broker")])
     assert result.exit_code == 0, result.output
     conf = (tmp_path / "broker" / "mosquitto.conf").read_text()
-    assert "allow_anonymous false" in conf and "listener 1883" in conf
+    assert "allow_anonymous false" in conf and "listener 1883\n" in conf
+    bound = runner.invoke(app, ["broker", "config", "-f", str(fleet), "--out", str(tmp_path / "b2"), "--bind",
+                                "10.0.0.2"])
+    assert bound.exit_code == 0 and "listener on 10.0.0.2, port 1883" in bound.stderr
+    assert "listener 1883 10.0.0.2\n" in (tmp_path / "b2" / "mosquitto.conf").read_text()
     acl = (tmp_path / "broker" / "acl").read_text()
     assert "user cam-1" in acl and "topic write splitinfer/acl/features/+/cam-1" in acl
     assert "topic write splitinfer/acl/coordinator/policy" in acl
@@ -74,8 +78,10 @@ def broker_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     workdir = Path(tempfile.mkdtemp(prefix="si-broker-", dir="/tmp"))  # as root, Mosquitto runs as another user
     workdir.chmod(0o755)
     proc = subprocess.Popen([sys.executable, "-m", "splitinfer", "broker", "up", "-f", str(fleet),
-                             "--workdir", str(workdir / "run")], stdout=log, stderr=subprocess.STDOUT,
-                            env={**__import__("os").environ, **SECRET})
+                             "--workdir", str(workdir / "run"), "--bind", "127.0.0.1"], stdout=log,
+                            stderr=subprocess.STDOUT,
+                            env={**child_env(), **SECRET})  # this checkout's splitinfer
+    (tmp_path / "run").symlink_to(workdir / "run")
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         import socket
@@ -89,6 +95,13 @@ def broker_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     proc.wait(10)
     log.close()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.mosquitto
+def test_broker_up_binds_the_address_it_is_given(broker_up: Path) -> None:
+    port = int(FleetStore.open(broker_up).fleet.broker.url.rsplit(":", 1)[1])
+    assert f"listener {port} 127.0.0.1\n" in (broker_up.parent / "run" / "mosquitto.conf").read_text()
+    assert f"mosquitto on 127.0.0.1, port {port} (devices)" in (broker_up.parent / "broker.log").read_text()
 
 
 @pytest.mark.mosquitto

@@ -67,6 +67,10 @@ def test_fleet_add_list_rm(fleet_file: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "added head cam-1" in _flat(result.stderr)
     assert "# server room" in fleet_file.read_text()
+    # the nodes' default model made explicit, for the user to edit
+    assert "wrote model: {path: yolo11n.pt, imgsz: 640}" in _flat(result.stderr)
+    assert 'broker: {url: "mqtt://127.0.0.1:1883"}\nmodel:\n  path: yolo11n.pt  # every node loads' in (
+        fleet_file.read_text())
 
     listed = runner.invoke(app, ["fleet", "list", "--json", "-f", str(fleet_file)])
     assert listed.exit_code == 0
@@ -81,8 +85,38 @@ def test_fleet_add_list_rm(fleet_file: Path) -> None:
     assert "cam-1" in table.stdout and "gpu-1" in table.stdout
 
     rm = runner.invoke(app, ["fleet", "rm", "cam-1", "-f", str(fleet_file)])
-    assert rm.exit_code == 0 and "docker rm -f splitinfer-cam-1" in rm.stderr
+    assert rm.exit_code == 0 and "`fleet rm --down` removes both" in _flat(rm.stderr)
+    assert "docker rm -f splitinfer-cam-1" in _flat(rm.stderr)
+    without_model = "".join(line for line in fleet_file.read_text().splitlines(keepends=True)
+                            if not line.startswith(("model:", "  path:", "  imgsz:")))
+    assert without_model == FLEET
+
+
+def test_fleet_add_keeps_a_model_section_that_is_there(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(FLEET.replace("devices:", "model: {path: best.pt, imgsz: 320}\ndevices:"))
+    result = runner.invoke(app, ["fleet", "add", "tail-2", "--role", "tail", "--docker", "unix:///x", "-f", str(path)])
+    assert result.exit_code == 0 and "wrote model" not in result.stderr
+    assert "model: {path: best.pt, imgsz: 320}" in path.read_text()
+
+
+def test_fleet_rm_down_leaves_the_file_alone_when_the_engine_cannot_be_reached(fleet_file: Path) -> None:
+    result = runner.invoke(app, ["fleet", "rm", "gpu-1", "--down", "--timeout", "1", "-f", str(fleet_file)])
+    assert result.exit_code == 1
+    assert "gpu-1: cannot reach the Docker engine" in _flat(result.stderr) and "is unchanged" in _flat(result.stderr)
     assert fleet_file.read_text() == FLEET
+    unknown = runner.invoke(app, ["fleet", "rm", "gpu-9", "--down", "-f", str(fleet_file)])
+    assert unknown.exit_code == 1 and "no device 'gpu-9'" in unknown.stderr
+
+
+def test_down_reports_unreachable_engines_and_exits_1(fleet_file: Path) -> None:
+    result = runner.invoke(app, ["down", "--json", "--timeout", "1", "-f", str(fleet_file)])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {"fleet": "t", "ok": False, "devices": [{
+        "device": "gpu-1", "role": "tail", "status": "unreachable", "removed": [], "kept": [],
+        "message": "gpu-1: cannot reach the Docker engine at unix:///nonexistent/d.sock: no such socket"}]}
+    only = runner.invoke(app, ["down", "--only", "nope", "-f", str(fleet_file)])
+    assert only.exit_code == 1 and "--only: no device 'nope' in the fleet (devices: gpu-1)" in _flat(only.stderr)
 
 
 def test_fleet_file_from_environment(fleet_file: Path) -> None:
@@ -184,6 +218,8 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     import sys
     import time
 
+    from splitinfer.broker.local import child_env
+
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(
         "fleet: w\nbroker: {url: 'mqtt://127.0.0.1:1'}\n"
@@ -191,7 +227,7 @@ def test_status_watch_redraws_until_interrupted(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "splitinfer", "status", "--watch", "--interval", "0.5", "-f", str(fleet)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(),
     )
     time.sleep(8)
     proc.send_signal(signal.SIGINT)

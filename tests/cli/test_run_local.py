@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,12 @@ def test_run_local_falls_back_to_random_weights_and_writes_everything(tmp_path: 
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert {"frames", "fps", "e2e_ms_p50", "e2e_ms_p99", "payload_bytes_mean", "dropped"} <= set(summary)
-    assert summary["frames"] + summary["dropped"] == 4
-    assert summary["model"] == "yolo11n.yaml" and "random weights" in result.stderr
+    assert summary["frames"] == 4 and summary["dropped"] == 0 and summary["frames_sent"] == 4
+    assert summary["model"] == "yolo11n.yaml"
+    # said first, in one line, before anything started (the progress line only goes to a terminal)
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("warning: yolo11n.pt is not on this machine") and "random weights" in first
+    assert "random weights" not in "".join(rest)
     rows = list(csv.DictReader((out / "output.csv").read_text().splitlines()))
     assert len(rows) == summary["frames"] and tuple(rows[0]) == CSV_COLUMNS
     assert all(float(r["e2e_ms"]) > 0 for r in rows)
@@ -31,26 +36,64 @@ def test_run_local_falls_back_to_random_weights_and_writes_everything(tmp_path: 
     assert len(list((out / "frames").glob("*.jpg"))) == summary["frames"]
 
 
+@pytest.mark.model
+@pytest.mark.mosquitto
+@pytest.mark.slow
+def test_a_folder_at_fps_0_is_detected_frame_by_frame_with_cut_auto(tmp_path: Path, image_folder: Path) -> None:
+    """Every frame of a finite source counts, and auto is planned by the coordinator from the nodes' profiles."""
+    import shutil
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(3):  # 12 frames
+        for image in image_folder.iterdir():
+            shutil.copy(image, folder / f"{k}-{image.name}")
+    result = runner.invoke(app, ["run", "--local", "--model", "yolov8n.yaml", "--imgsz", "160", "--source",
+                                 str(folder), "--frames", "0", "--cut", "auto", "--no-annotate", "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "cut auto (layer" in text and "12 of 12 frames detected (0 dropped)" in text
+    assert "random weights" not in result.output  # a .yaml asked for by name is not a fallback
+
+
 def test_run_without_local_says_what_to_do() -> None:
     result = runner.invoke(app, ["run"])
     assert result.exit_code == 1 and "only --local is supported" in result.output
 
 
-@pytest.mark.model
-def test_run_local_reports_a_bad_source(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["run", "--local", "--source", str(tmp_path / "missing"), "--model", "yolov8n.yaml",
-                                 "--imgsz", "64", "--out", str(tmp_path / "out")])
+def test_run_local_refuses_a_missing_source_at_once(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.mp4"
+    started = time.monotonic()
+    result = runner.invoke(app, ["run", "--local", "--source", str(missing), "--out", str(tmp_path / "out")])
+    elapsed = time.monotonic() - started
     assert result.exit_code == 1
-    assert "head process failed" in result.output
-    assert "no such file or folder" in (tmp_path / "out" / "logs" / "head.log").read_text()
+    assert "no such file or folder" in result.output and result.output.count(str(missing)) == 1, result.output
+    assert elapsed < 5, elapsed
+    assert not (tmp_path / "out").exists()  # nothing started
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--cut", "zz"], "unknown cut 'zz'"),
-        (["--cut", "99"], "cut 99 is out of range"),
         (["--bits", "9"], "bits must be 2..8"),
+        (["--source", "synthetic:x"], "expected synthetic or synthetic:N"),
+    ],
+)
+def test_run_local_refuses_bad_settings_before_loading_the_model(tmp_path: Path, args: list, message: str) -> None:
+    result = runner.invoke(app, ["run", "--local", "--model", "no-such-model.pt", "--out", str(tmp_path / "o"),
+                                 *args])
+    assert result.exit_code == 1 and message in result.output, result.output  # not the model's error
+    assert result.output.count("error:") == 1
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.model
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cut", "99"], "cut 99 is out of range"),
         (["--model", "nope.pt"], "nope.pt: model file not found"),
         (["--imgsz", "100"], "multiple of the model's stride"),
     ],

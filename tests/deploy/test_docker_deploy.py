@@ -92,8 +92,12 @@ def test_node_image_runs_python_from_the_host(dockerd: str, node_image: str) -> 
         network_mode="host",
         remove=True,
     )
+    # the image carries PATH and PYTHONPATH: with the mounts alone, `splitctl` is the environment's own
+    version = client.containers.run(node_image, ["splitctl", "--version"], volumes=volumes, network_mode="host",
+                                    remove=True)
     client.close()
     assert output.decode().strip() == "/opt/splitinfer/src/splitinfer/__init__.py"
+    assert version.decode().startswith("splitctl ")
 
 
 def test_first_deploy_creates_containers_tails_first(fleet_file: Path, dockerd: str) -> None:
@@ -138,7 +142,7 @@ def test_status_lists_running_containers(fleet_file: Path) -> None:
     assert rows["head-1"]["desired_cut"] == "b" and rows["tail-1"]["desired_cut"] is None
     table = runner.invoke(app, ["status", "-f", str(fleet_file)])
     assert table.exit_code == 0 and "head-1" in table.stdout and "running" in table.stdout
-    assert "mqtt columns: the nodes" in _flat(table.stdout)
+    assert "health" in table.stdout and "--wide for image" in _flat(table.stdout)
 
 
 def test_logs_returns_container_output(fleet_file: Path) -> None:
@@ -243,3 +247,43 @@ def test_unreachable_engine_changes_nothing(fleet_file: Path, dockerd: str) -> N
     assert status.exit_code == 0
     rows = {row["id"]: row for row in json.loads(status.stdout)["devices"]}
     assert rows["tail-9"]["state"] == "unreachable" and rows["head-1"]["hash_match"] is False
+
+
+def test_down_removes_what_deploy_created_and_nothing_else(fleet_file: Path, dockerd: str, node_image: str) -> None:
+    import docker
+
+    client = docker.DockerClient(base_url=dockerd)
+    # what an interrupted deploy leaves (with a named volume: data is kept), and a container deploy did not make
+    labels = {"splitinfer.fleet": "itest", "splitinfer.device": "head-2", "splitinfer.role": "head"}
+    client.containers.create(node_image, ["sleep", "999"], name="splitinfer-head-2-previous", labels=labels,
+                             volumes=["itest-data:/data"])
+    bystander = client.containers.run(node_image, ["sleep", "999"], name="splitinfer-head-1-previous", detach=True)
+    try:
+        one = runner.invoke(app, ["down", "--only", "head-2", "-f", str(fleet_file), "--stop-timeout", "1"])
+        assert one.exit_code == 0, one.output
+        assert "splitinfer-head-2, splitinfer-head-2-previous" in _flat(one.stdout)
+        assert set(_ids(dockerd)) == {"head-1", "tail-1"}
+        state = json.loads(fleet_file.with_name("fleet.state.json").read_text())
+        assert "head-2" not in state["devices"] and "head-1" in state["devices"]
+
+        rm = runner.invoke(app, ["fleet", "rm", "head-1", "--down", "-f", str(fleet_file)])
+        assert rm.exit_code == 0, rm.output
+        assert "head-1" not in {d["id"] for d in yaml_devices(fleet_file)} and set(_ids(dockerd)) == {"tail-1"}
+        assert "left splitinfer-head-1-previous: not made by deploy for fleet itest" in _flat(rm.stderr)
+
+        # tail-9 (added by an earlier test) has no engine: the others are still taken down, and it says so
+        everything = runner.invoke(app, ["down", "-f", str(fleet_file), "--stop-timeout", "1"])
+        assert everything.exit_code == 1
+        assert "tail-9: cannot reach the Docker engine" in _flat(everything.stderr)
+        assert "1 of 3 devices not cleaned up" in everything.stderr
+        assert _ids(dockerd) == {}  # no container of the fleet left behind
+        assert client.containers.get(bystander.id).status == "running"  # not this fleet's: left alone
+        assert client.volumes.get("itest-data") is not None
+    finally:
+        bystander.remove(force=True)
+        client.volumes.get("itest-data").remove(force=True)
+        client.close()
+
+
+def yaml_devices(path: Path) -> List[Dict[str, Any]]:
+    return list(YAML(typ="safe").load(path.read_text())["devices"])

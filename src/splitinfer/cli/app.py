@@ -52,12 +52,14 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    from . import bench, broker, coordinator, deploy, fleet, inspect, logs, node, run, status
+    from . import bench, broker, coordinator, deploy, down, fleet, image, inspect, logs, node, run, status
 
     app.add_typer(fleet.app, name="fleet")
     app.command("deploy")(deploy.deploy)
+    app.command("down")(down.down)
     app.command("status")(status.status)
     app.command("logs")(logs.logs)
+    app.add_typer(image.app, name="image")
     app.add_typer(broker.app, name="broker")
     app.command("coordinator")(coordinator.coordinator)
     app.add_typer(node.app, name="node")

@@ -19,10 +19,13 @@ from ._options import FleetFile
 app = typer.Typer(help="The fleet's MQTT broker: render its configuration, or run it here.", no_args_is_help=True)
 
 CertOpt = Annotated[Optional[str], typer.Option(help="Server TLS file (as the broker sees it); enables mqtts.")]
+BindOpt = Annotated[Optional[str], typer.Option("--bind", metavar="ADDRESS",
+                                                help="Listen on this address only, e.g. 10.0.0.2 or 127.0.0.1 "
+                                                     "(default: every address).")]
 
 
 def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Optional[str], certfile: Optional[str],
-            keyfile: Optional[str], run_as_user: Optional[str] = None) -> Tuple[Any, int]:
+            keyfile: Optional[str], run_as_user: Optional[str] = None, bind: Optional[str] = None) -> Tuple[Any, int]:
     from urllib.parse import urlsplit
 
     from splitinfer.broker.mosquitto_conf import render_mosquitto_files
@@ -43,8 +46,8 @@ def _render(file: Path, config_dir: str, data_dir: Optional[str], cafile: Option
     files = render_mosquitto_files(
         fleet.fleet, [(d.id, d.role) for d in fleet.devices],
         {u: derive_password(secret, fleet.fleet, u) for u in users}, operators=(operator,),
-        port=None if tls else port, tls_port=port, operator_port=operator_port, cafile=cafile, certfile=certfile,
-        keyfile=keyfile, config_dir=config_dir, data_dir=data_dir, run_as_user=run_as_user,
+        port=None if tls else port, bind_address=bind, tls_port=port, operator_port=operator_port, cafile=cafile,
+        certfile=certfile, keyfile=keyfile, config_dir=config_dir, data_dir=data_dir, run_as_user=run_as_user,
     )
     return files, port
 
@@ -60,15 +63,16 @@ def config(
     cafile: CertOpt = None,
     certfile: CertOpt = None,
     keyfile: CertOpt = None,
+    bind: BindOpt = None,
 ) -> None:
     """Render mosquitto.conf, a password file and an ACL from fleet.yaml: anonymous access off, one user per
     device (password derived from the secret in broker.password_env), each device limited to its own topics."""
-    files, port = _render(file, config_dir, data_dir, cafile, certfile, keyfile)
+    files, port = _render(file, config_dir, data_dir, cafile, certfile, keyfile, bind=bind)
     paths = files.write(str(out))
     for path in paths.values():
         console.print(str(path))
-    err_console.print(f"listeners on port {port} (devices) and {_operator_port(file)} (operators); mount {out} at "
-                      f"{config_dir} and run `mosquitto -c {config_dir}/mosquitto.conf`")
+    err_console.print(f"listeners on {bind or 'every address'}, port {port} (devices) and {_operator_port(file)} "
+                      f"(operators); mount {out} at {config_dir} and run `mosquitto -c {config_dir}/mosquitto.conf`")
 
 
 @app.command("up")
@@ -85,12 +89,13 @@ def up(
     cafile: CertOpt = None,
     certfile: CertOpt = None,
     keyfile: CertOpt = None,
+    bind: BindOpt = None,
 ) -> None:
     """Run Mosquitto with the fleet's configuration: here in the foreground (Ctrl-C stops it), or with --docker as
     the container `splitinfer-<fleet>-broker` on that engine (host network, data in a named volume, restarted
     unless stopped; an existing one is replaced)."""
     if docker is not None:
-        _up_container(file, docker, image, volume or [], user, cafile, certfile, keyfile)
+        _up_container(file, docker, image, volume or [], user, cafile, certfile, keyfile, bind)
         return
     from splitinfer.broker.local import find_mosquitto
 
@@ -103,15 +108,15 @@ def up(
     if drop_to is not None:
         _check_reachable(root, *drop_to)
     files, port = _render(file, str(root), str(root / "data") + "/", cafile, certfile, keyfile,
-                          drop_to[0] if drop_to else None)
+                          drop_to[0] if drop_to else None, bind=bind)
     owner = drop_to[1] if drop_to else None
     files.write(str(root), owner=owner)
     if owner is not None:
         os.chown(root / "data", *owner)
         for item in (root / "data").iterdir():
             os.chown(item, *owner)
-    err_console.print(f"mosquitto on port {port} (devices) and {_operator_port(file)} (operators) with "
-                      f"{root}/mosquitto.conf" + (f", as user {drop_to[0]}" if drop_to else ""))
+    err_console.print(f"mosquitto on {bind or 'every address'}, port {port} (devices) and {_operator_port(file)} "
+                      f"(operators), with {root}/mosquitto.conf" + (f", as user {drop_to[0]}" if drop_to else ""))
     os.execv(binary, [os.path.basename(binary), "-c", str(root / "mosquitto.conf")])
 
 
@@ -151,7 +156,7 @@ def _operator_port(file: Path) -> Optional[int]:
 
 
 def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], user: str, cafile: Optional[str],
-                  certfile: Optional[str], keyfile: Optional[str]) -> None:
+                  certfile: Optional[str], keyfile: Optional[str], bind: Optional[str]) -> None:
     import time
 
     from splitinfer.deploy import Engine
@@ -160,7 +165,7 @@ def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], use
     from splitinfer.fleet import FleetStore
 
     fleet = FleetStore.open(file).fleet.fleet
-    files, port = _render(file, "/mosquitto/config", "/mosquitto/data", cafile, certfile, keyfile, user)
+    files, port = _render(file, "/mosquitto/config", "/mosquitto/data", cafile, certfile, keyfile, user, bind=bind)
     name = f"splitinfer-{fleet}-broker"
     spec = ContainerSpec(
         name=name, image=image, command=("/usr/sbin/mosquitto", "-c", "/mosquitto/config/mosquitto.conf"),
@@ -182,4 +187,5 @@ def _up_container(file: Path, endpoint: str, image: str, volumes: List[str], use
         state = engine.container(container)
         if state is None or not state.running:
             raise DeployError(f"the broker container exited: {engine.last_lines(container)}", device="broker")
-    console.print(f"{name} running on {endpoint}, port {port} (devices) and {_operator_port(file)} (operators)")
+    console.print(f"{name} running on {endpoint}, {bind or 'every address'}, port {port} (devices) and "
+                  f"{_operator_port(file)} (operators)")

@@ -3,7 +3,7 @@
 
 import contextlib
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from typing_extensions import Annotated
@@ -11,6 +11,10 @@ from typing_extensions import Annotated
 from splitinfer.errors import FleetConfigError
 
 from ._common import BrokerOpt, FleetOpt, PrefixOpt, broker_config, stop_on_signals
+from ._console import err_console
+
+if TYPE_CHECKING:
+    from splitinfer.coordinator import Policy
 
 
 def parse_overrides(values: List[str]) -> dict:
@@ -83,5 +87,17 @@ def coordinator(
                                         overrides=parse_overrides(override or []),
                                         roles=parse_inventory(inventory or [])), "coordinator options")
         config, topics = broker_config(broker), Topics(fleet, prefix)
+    err_console.print(started_line(topics.fleet, config.url, policy, "fleet.yaml" if file is not None else "flags"),
+                      soft_wrap=True, highlight=False, markup=False)
     with contextlib.suppress(KeyboardInterrupt):  # SIGTERM/SIGINT: run's finally has said goodbye
         Coordinator(config, topics, policy).run(stop_on_signals())
+
+
+def started_line(fleet: str, url: str, policy: "Policy", source: str) -> str:
+    """What the coordinator says when it starts, before any device appears."""
+    overrides = f", {len(policy.overrides)} per-device override(s)" if policy.overrides else ""
+    inventory = ", ".join(f"{d}={r}" for d, r in sorted(policy.roles.items())) or (
+        "none (devices claim their roles; give -f fleet.yaml or --inventory for a real fleet)")
+    return (f"coordinator for fleet {fleet} on {url}: model {policy.model} at {policy.imgsz}, cut {policy.cut}, "
+            f"{policy.codec.get('bits')}-bit, batch {policy.batch}{overrides} (policy from {source}); "
+            f"inventory: {inventory}; waiting for devices (Ctrl-C stops)")

@@ -69,12 +69,19 @@ def add(
         new = Device.model_validate({k: v for k, v in options.items() if v is not None})
     except ValidationError as exc:
         raise fleet_error(exc, path=None, rename=_option_name) from None
+    from splitinfer.deploy.live import model_path
+
     store = FleetStore.open(file, create=True)
     created = not store.path.exists()
     store.add_device(new)
+    default_model = model_path(store.fleet)
+    with_model = store.ensure_model(default_model)
     store.save()
     note = " (new file: edit broker.url)" if created else ""
     err_console.print(f"added {new.role} [bold]{escape(new.id)}[/] to {escape(str(store.path))}{note}")
+    if with_model:
+        err_console.print(f"wrote model: {{path: {default_model}, imgsz: 640}}, what every node loads unless you "
+                          "edit it (a .pt file as the nodes see it; sha256: pins it)")
 
 
 def _option_name(field: str) -> str:
@@ -132,17 +139,27 @@ def _device_row(fleet: "Fleet", device: "Device") -> Dict[str, Any]:
 def rm(
     device_id: Annotated[str, typer.Argument(metavar="ID")],
     file: FleetFile = Path("fleet.yaml"),
+    down: Annotated[bool, typer.Option("--down", help="First stop and remove its container (`splitctl down "
+                                                      "--only ID`); fleet.yaml is left as it was if that fails.")
+                    ] = False,
+    timeout: Timeout = 10.0,
 ) -> None:
-    """Remove a device from fleet.yaml. Its container, if any, is left on the device."""
+    """Remove a device from fleet.yaml; with --down, its container too (otherwise it is left running)."""
     from splitinfer.fleet import FleetStore
 
     store = FleetStore.open(file)
-    removed = store.remove_device(device_id)
+    before = store.fleet
+    removed = store.remove_device(device_id)  # in memory: an unknown id stops here
+    if down:
+        from .down import report, take_down
+
+        if not report(take_down(before, store.path, [device_id], timeout=timeout)):
+            err_console.print(f"{escape(str(store.path))} is unchanged")
+            raise typer.Exit(1)
     store.save()
-    err_console.print(
-        f"removed {removed.role} [bold]{escape(removed.id)}[/] from {escape(str(store.path))}; its container is left "
-        f"on the device (remove it there with `docker rm -f splitinfer-{escape(removed.id)}`)"
-    )
+    left = "" if down else ("; its container, if any, is left on the device (`fleet rm --down` removes both; now: "
+                            f"`docker rm -f splitinfer-{escape(removed.id)}` there)")
+    err_console.print(f"removed {removed.role} [bold]{escape(removed.id)}[/] from {escape(str(store.path))}{left}")
 
 
 @app.command("check")

@@ -43,7 +43,7 @@ def head(
                                        help="Pace file sources at this rate, dropping stale frames; 0 reads as "
                                             "fast as the head takes frames.")] = 0.0,
     frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
-    loop: Annotated[bool, typer.Option(help="Restart file sources at their end.")] = False,
+    loop: Annotated[bool, typer.Option(envvar="SPLITINFER_LOOP", help="Restart file sources at their end.")] = False,
     model_dir: ModelDirOpt = "",
     device: DeviceOpt = "cpu",
     half: HalfOpt = False,

@@ -1,10 +1,13 @@
 """``splitctl run --local``: the whole system on one machine, the main job out of the box."""
 
+# No ``from __future__ import annotations`` here: Typer on Python 3.8 needs eager annotations.
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from typing_extensions import Annotated
@@ -19,20 +22,27 @@ def run(
     model: Annotated[str, typer.Option(help=".pt checkpoint or .yaml config. A missing yolo11n.pt falls back to "
                                             "yolo11n.yaml (random weights).")] = "yolo11n.pt",
     source: Annotated[str, typer.Option(help="Video, image folder, camera index, rtsp:// URL, GStreamer pipeline, "
-                                             "or synthetic.")] = "synthetic",
-    frames: Annotated[Optional[int], typer.Option(help="Frames to run (default: 60; 0 = the whole source).")] = 60,
-    cut: Annotated[str, typer.Option(help="a|b|c|d or a layer number.")] = "b",
+                                             "or synthetic[:N].")] = "synthetic",
+    frames: Annotated[Optional[int], typer.Option(min=0, help="Frames to run (default: 60; 0 = the whole source).")
+                      ] = 60,
+    cut: Annotated[str, typer.Option(help="a|b|c|d, a layer number, or auto (the coordinator picks it from the "
+                                          "nodes' profiles).")] = "b",
     bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
-    batch: Annotated[int, typer.Option(help="Frames per head batch.")] = 1,
-    fps: Annotated[float, typer.Option(help="Pace the source like a camera (0: as fast as the head goes).")] = 0.0,
+    batch: Annotated[int, typer.Option(min=1, help="Frames per head batch.")] = 1,
+    fps: Annotated[float, typer.Option(min=0, help="Pace the source like a camera (0: as fast as the head goes, "
+                                                   "every frame of a file detected).")] = 0.0,
     out: Annotated[Path, typer.Option(help="Folder for output.csv, detections.jsonl, frames/ and logs/.")] = Path(
         "out"),
     annotate: Annotated[bool, typer.Option(help="Write annotated frames to OUT/frames.")] = True,
     broker: Annotated[str, typer.Option(help="mosquitto (if installed) or embedded.")] = "mosquitto",
+    stall: Annotated[float, typer.Option(min=1, help="Give up when frames are outstanding and the tail has made "
+                                                     "no progress for this many seconds.")] = 60.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary on stdout.")] = False,
 ) -> None:
-    """Start a broker, the coordinator, a tail and a head as separate processes, and run a source through them."""
+    """Start a broker, the coordinator, a tail and a head as separate processes, and run a source through them.
+
+    The source, cut and bits are checked before anything starts, the model before any process starts."""
     import signal
     import sys
 
@@ -43,18 +53,44 @@ def run(
         raise FleetConfigError("only --local is supported: it runs the whole system on this machine "
                               "(use `splitctl deploy` for a fleet)")
     job = LocalRun(model=model, source=source, frames=frames or None, cut=cut, bits=bits, imgsz=imgsz, batch=batch,
-                   fps=fps, out=out, annotate=annotate, broker=broker)
-    with Progress(TextColumn("[bold]frames"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err_console, transient=True) as progress:
-        task = progress.add_task("frames", total=job.frames)
-        summary = run_local(job, on_progress=lambda n, total: progress.update(task, completed=n))
-    for note in summary["notes"]:
-        err_console.print(f"[yellow]note:[/] {note}")
+                   fps=fps, out=out, annotate=annotate, broker=broker, stall=stall)
+
+    def note(text: str) -> None:
+        err_console.print(f"[yellow]warning: {escape(text)}[/]", soft_wrap=True, highlight=False)
+
+    with _progress() as show:
+        summary = run_local(job, on_status=show, on_note=note)
     if as_json:
         print_json(summary)
         return
-    table = Table(title=f"splitctl run --local: {summary['model']} cut {summary['cut_spec']} "
-                        f"(layer {summary['cut']}), {summary['bits']}-bit, {summary['broker']} broker")
+    _print_summary(summary)
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[Any], None]]:
+    """One line on stderr while the run goes: model, phase, frames sent and detected (a terminal only: piped
+    output gets no progress line)."""
+    if not err_console.is_terminal:
+        yield lambda status: None
+        return
+    columns = (TextColumn("{task.fields[model]}"), TextColumn("{task.description}"),
+               TextColumn("sent {task.fields[sent]} · detected"), BarColumn(bar_width=20), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task("checking", total=None, model="", sent=0)
+
+        def show(status: Any) -> None:
+            progress.update(task, description=status.phase, completed=status.detected, total=status.total,
+                            model=escape(status.model), sent=status.sent)
+
+        yield show
+
+
+def _print_summary(summary: Dict[str, Any]) -> None:
+    cuts = summary["cuts"]
+    layers = " → ".join(cuts) if len(cuts) > 1 else str(summary["cut"])
+    table = Table(title=f"splitctl run --local: {escape(summary['model'])} cut {escape(summary['cut_spec'])} "
+                        f"(layer {layers}), {summary['bits']}-bit, {summary['broker']} broker")
     table.add_column("stage")
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")
@@ -62,7 +98,7 @@ def run(
         name = "e2e (queueing incl.)" if stage == "e2e_ms" else stage.replace("_ms", "")
         table.add_row(name, str(v["p50"]), str(v["p99"]))
     console.print(table)
-    console.print(f"{summary['frames']} frames ({summary['dropped']} dropped), {summary['fps']} fps delivered, "
-                  f"{summary['payload_bytes_mean']:,} bytes/frame; e2e is capture → detections, queueing included "
-                  f"(--fps paces the source)")
-    console.print(f"→ {summary['out']}/: output.csv, detections.jsonl, frames/, logs/")
+    console.print(f"{summary['frames']} of {summary['frames_captured']} frames detected ({summary['dropped']} "
+                  f"dropped), {summary['fps']} fps delivered, {summary['payload_bytes_mean']:,} bytes/frame; "
+                  "e2e is capture → detections, queueing included (--fps paces the source)")
+    console.print(f"→ {escape(summary['out'])}/: output.csv, detections.jsonl, frames/, logs/")

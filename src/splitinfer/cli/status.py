@@ -1,4 +1,8 @@
-"""``splitctl status``: every device's container, from its Docker engine, plus the live MQTT view when present."""
+"""``splitctl status``: every device's container, from its Docker engine, plus the live MQTT view when present.
+
+The default table fits 80 columns (device, role, state, cut, fps, p50, drops, last seen, health); ``--wide``
+adds the rest; ``--json`` has everything, with null for what is unknown.
+"""
 
 # No ``from __future__ import annotations`` here: on Python < 3.10 (the Jetson image runs 3.8) Typer reads
 # parameter annotations without evaluating strings, so postponed ``Annotated[...]`` options would silently
@@ -22,22 +26,30 @@ from ._options import FleetFile, Json, Timeout
 if TYPE_CHECKING:
     from splitinfer.fleet import Device, FleetStore
 
-_MQTT_COLUMNS = ("mqtt", "live cut", "route", "fps", "p50 ms", "e2e pred/meas ms", "bytes/frame", "drops",
-                 "last seen")
+SILENT_AFTER = 10.0
+"""Seconds without metrics (nodes publish every 2 s) after which an online node counts as silent."""
+DROPPING_ABOVE = 0.05
+"""The share of frames dropped above which a node's health reads ``dropping``."""
+HEALTH_COLOURS = {"ok": "green", "running": "green", "absent": "dim", "stale": "yellow", "dropping": "yellow",
+                  "restarted": "yellow", "silent": "yellow", "stopped": "yellow"}
 
 
 def status(
     file: FleetFile = Path("fleet.yaml"),
     as_json: Json = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column: image, config, started, restarts, "
+                                                            "route, mode, torch device, e2e, bytes/frame.")] = False,
     timeout: Timeout = 5.0,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Redraw every --interval seconds until Ctrl-C.")] = False,
     interval: Annotated[float, typer.Option(min=0.5, help="Seconds between redraws with --watch.")] = 2.0,
 ) -> None:
-    """Show each device: role, container state, image, whether its config hash matches fleet.yaml, start time,
-    the cut the last deploy asked for, and the live view from MQTT: state, cut in use, route, fps, p50 latency,
-    bytes per frame, drops, last seen.
+    """Show each device: role, container state, the cut in use, fps, p50 latency, drops, when its metrics were
+    last seen, and one word of health (ok, failed, offline, silent, dropping, stale, restarted, stopped, absent,
+    unreachable). --wide adds the node's own state, image, config hash match, start time, restarts, route,
+    mode, torch device, predicted/measured end to end, bytes per frame, and why the coordinator chose each cut;
+    --json everything.
 
-    The MQTT columns show "—" when the fleet's broker cannot be reached or a device never reported. Exit
+    The live columns are empty ("—") when the fleet's broker cannot be reached or a device never reported. Exit
     status 0 even when an engine is unreachable (its row says so); use `splitctl fleet check` in scripts.
     """
     from splitinfer.deploy import DeployState, runtime_hooks, state_path
@@ -47,14 +59,17 @@ def status(
     fleet = store.fleet
     hooks = runtime_hooks(fleet, timeout=min(timeout, 3.0))
     if hooks.note and not as_json:
-        err_console.print(f"[yellow]note:[/] {hooks.note}")
+        err_console.print(f"[yellow]note:[/] {escape(hooks.note)}")
+
+    def rows() -> List[Dict[str, Any]]:
+        return _rows(store, DeployState.load(state_path(store.path)), hooks.status, timeout)
+
     try:
         if not watch:
-            rows = _rows(store, DeployState.load(state_path(store.path)), hooks.status, timeout)
             if as_json:
-                print_json({"fleet": fleet.fleet, "devices": rows})
+                print_json({"fleet": fleet.fleet, "devices": rows()})
             else:
-                console.print(_view(fleet.fleet, rows))
+                _print(fleet.fleet, rows(), wide=wide)
             return
         from contextlib import nullcontext
 
@@ -65,12 +80,11 @@ def status(
             while True:
                 if hooks.status is not None:
                     hooks.status.refresh()  # type: ignore[attr-defined]
-                table = _view(fleet.fleet, _rows(store, DeployState.load(state_path(store.path)), hooks.status,
-                                                 timeout))
+                current = rows()
                 if live is not None:
-                    live.update(table, refresh=True)
+                    live.update(_view(fleet.fleet, current, wide=wide), refresh=True)
                 else:
-                    console.print(table)
+                    _print(fleet.fleet, current, wide=wide)
                 time.sleep(interval)
     except KeyboardInterrupt:
         pass
@@ -81,26 +95,29 @@ def status(
 def _rows(store: "FleetStore", state: Any, source: Any, timeout: float) -> List[Dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=min(16, max(1, len(store.fleet.devices)))) as pool:
         rows = list(pool.map(lambda d: _row(store, d, timeout), store.fleet.devices))
+    now = time.time()
     for row in rows:
-        row["desired_cut"] = state.device(row["id"]).get("assignment", {}).get("cut")
+        assignment = state.device(row["id"]).get("assignment")
+        row["desired_cut"] = assignment.get("cut") if isinstance(assignment, dict) else None
         live = source.device_status(row["id"]) if source else None
-        row["mqtt"] = (
-            None
-            if live is None
-            else {
-                "state": live.state,
-                "cut": live.cut,
-                "route": live.route,
-                "fps": live.fps,
-                "latency_ms": live.latency_ms,
-                "bytes_per_frame": live.bytes_per_frame,
-                "dropped": live.dropped,
-                "last_seen": live.last_seen,
-                "predicted_ms": live.predicted_ms,
-                "measured_ms": live.measured_ms,
-                "reason": live.reason,
-            }
-        )
+        row["mqtt"] = None if live is None else {
+            "state": live.state,
+            "cut": live.cut,
+            "route": live.route,
+            "mode": live.mode,
+            "device": live.device,
+            "fps": live.fps,
+            "latency_ms": live.latency_ms,
+            "bytes_per_frame": live.bytes_per_frame,
+            "dropped": live.dropped,
+            "last_seen": live.last_seen,
+            "predicted_ms": live.predicted_ms,
+            "measured_ms": live.measured_ms,
+            "reason": live.reason,
+            "failure": live.failure,
+            "drop_ratio": live.drop_ratio,
+        }
+        row["health"] = health(row, broker=source is not None, now=now)
     return rows
 
 
@@ -121,6 +138,8 @@ def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any
         "expected_hash": expected,
         "hash_match": None,
         "started_at": None,
+        "exit_code": None,
+        "restart_count": None,
         "error": None,
     }
     try:
@@ -145,69 +164,183 @@ def _row(store: "FleetStore", device: "Device", timeout: float) -> Dict[str, Any
     return row
 
 
-def _view(fleet: str, rows: List[Dict[str, Any]]) -> Any:
-    """The table, then why the coordinator chose each head's cut (when it said)."""
+def health(row: Dict[str, Any], *, broker: bool, now: float) -> str:
+    """One word for a row: the worst of what the engine and the node's topics say.
+
+    unreachable, absent (no container), failed (the node says so, or the container exited with an error),
+    restarting, stopped, offline (the node is not online on a reachable broker), silent (online without metrics
+    for SILENT_AFTER s), dropping (more than DROPPING_ABOVE of its frames), stale (the container's config is not
+    fleet.yaml's), restarted (running, after Docker restarted it), ok; without a broker, a running container is
+    just ``running``.
+    """
+    state, mqtt = row["state"], row.get("mqtt") or {}
+    if state in ("unreachable", "absent"):
+        return str(state)
+    if mqtt.get("state") == "failed" or mqtt.get("failure"):
+        return "failed"
+    if state in ("exited", "dead"):
+        return "failed" if row.get("exit_code") else "stopped"
+    if state in ("restarting",):
+        return "restarting"
+    if state != "running":
+        return "stopped"
+    if not broker:
+        return "running"
+    if mqtt.get("state") != "online":
+        return "offline"
+    seen = mqtt.get("last_seen")
+    if seen is None or now - seen > SILENT_AFTER:
+        return "silent"
+    if (mqtt.get("drop_ratio") or 0.0) > DROPPING_ABOVE:
+        return "dropping"
+    if row.get("hash_match") is False:
+        return "stale"
+    if row.get("restart_count"):
+        return "restarted"
+    return "ok"
+
+
+# ---- the tables ---------------------------------------------------------------------------------------------
+
+
+def _print(fleet: str, rows: List[Dict[str, Any]], *, wide: bool) -> None:
+    if not wide:
+        console.print(_view(fleet, rows, wide=False))
+        return
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    # the wide table at its natural width, like `kubectl get -o wide`: long lines, never squeezed headers
+    table = _wide_table(fleet, rows)
+    needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    Console(width=max(console.width, needed), force_terminal=console.is_terminal, no_color=console.no_color,
+            file=console.file).print(table)
+    for line in _notes(rows, wide=True):
+        console.print(line)
+
+
+def _view(fleet: str, rows: List[Dict[str, Any]], *, wide: bool) -> Any:
+    """The table, then (wide) why the coordinator chose each head's cut, and (always) why a node failed."""
     from rich.console import Group
+
+    lines = _notes(rows, wide=wide)
+    table = _wide_table(fleet, rows) if wide else _table(fleet, rows)
+    return Group(table, *lines) if lines else table
+
+
+def _notes(rows: List[Dict[str, Any]], *, wide: bool) -> List[Any]:
     from rich.text import Text
 
-    reasons = [Text(f"{r['id']}: {r['mqtt']['reason']}") for r in rows if r.get("mqtt") and r["mqtt"].get("reason")]
-    return Group(_table(fleet, rows), *reasons) if reasons else _table(fleet, rows)
+    lines = []
+    for row in rows:
+        mqtt = row.get("mqtt") or {}
+        if mqtt.get("failure"):
+            lines.append(Text(f"{row['id']} failed: {mqtt['failure']}", style="red"))
+        if wide and mqtt.get("reason"):
+            lines.append(Text(f"{row['id']}: {mqtt['reason']}"))
+    return lines
 
 
 def _table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
-    table = Table(
-        title=f"fleet {fleet}",
-        title_justify="left",
-        caption="mqtt columns: the nodes' state, assignment and metrics topics (p50: head compute on heads, "
-        "end to end on tails)",
-        caption_justify="left",
-    )
-    table.add_column("device", no_wrap=True, min_width=8)
-    table.add_column("role")
-    table.add_column("state", no_wrap=True, min_width=11)
-    table.add_column("image", overflow="ellipsis")
-    table.add_column("config")
-    table.add_column("started", no_wrap=True)
-    for column in ("cut (deployed)", *_MQTT_COLUMNS):
-        table.add_column(column, overflow="ellipsis")
-    colours = {"running": "green", "absent": "dim", "unreachable": "red"}
+    """Fits 80 columns: 62 characters of content at most, two spaces between columns."""
+    table = Table(title=f"fleet {escape(fleet)}", title_justify="left", box=None, pad_edge=False,
+                  header_style="bold", caption_justify="left",
+                  caption="--wide for image, config, restarts, route, mode, e2e; p50: head compute on heads, end to "
+                  "end on tails")
+    table.add_column("device", overflow="fold")  # the one column that gives way: a long id folds, whole
+    table.add_column("role", no_wrap=True)
+    table.add_column("state", no_wrap=True, overflow="ellipsis", max_width=10)
+    for column in ("cut", "fps", "p50 ms", "drops"):
+        table.add_column(column, no_wrap=True, justify="right", overflow="ellipsis", max_width=8)
+    table.add_column("seen", no_wrap=True, justify="right")
+    table.add_column("health", no_wrap=True)
     for row in rows:
-        state = row["state"]
-        shown = f"[{colours.get(state, 'yellow')}]{state}[/]"
+        mqtt = row.get("mqtt") or {}
+        table.add_row(escape(row["id"]), row["role"], _state(row), escape(_cut(row)), _fps(mqtt.get("fps")),
+                      _ms(mqtt.get("latency_ms")), _dash(mqtt.get("dropped")), _ago(mqtt.get("last_seen")),
+                      _health(row["health"]))
+    return table
+
+
+def _wide_table(fleet: str, rows: List[Dict[str, Any]]) -> Table:
+    table = Table(title=f"fleet {escape(fleet)}", title_justify="left", box=None, pad_edge=False,
+                  header_style="bold", caption_justify="left",
+                  caption="p50: head compute on heads, end to end on tails; e2e: the coordinator's prediction / the "
+                  "tail's measurement (ms)")
+    columns = ("device", "role", "state", "node", "health", "image", "config", "started", "restarts", "cut (deployed)",
+               "live cut", "mode", "route", "torch", "fps", "p50 ms", "e2e pred/meas", "bytes/frame", "drops",
+               "seen")
+    for column in columns:
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        mqtt = row.get("mqtt") or {}
         config = {True: "[green]current[/]", False: "[yellow]stale[/]", None: "—"}[row["hash_match"]]
-        mqtt: Optional[Dict[str, Any]] = row["mqtt"]
-        live = (
-            ["—"] * len(_MQTT_COLUMNS)
-            if mqtt is None
-            else [
-                str(mqtt["state"]),
-                str(mqtt["cut"]),
-                str(mqtt["route"]),
-                "—" if mqtt["fps"] is None else f"{mqtt['fps']:.1f}",
-                "—" if mqtt["latency_ms"] is None else f"{mqtt['latency_ms']:.0f}",
-                _pred_meas(mqtt.get("predicted_ms"), mqtt.get("measured_ms")),
-                "—" if mqtt["bytes_per_frame"] is None else f"{mqtt['bytes_per_frame']:,}",
-                "—" if mqtt["dropped"] is None else str(mqtt["dropped"]),
-                "—" if mqtt["last_seen"] is None else f"{max(0.0, time.time() - mqtt['last_seen']):.0f} s ago",
-            ]
-        )
         table.add_row(
-            escape(row["id"]),
-            row["role"],
-            shown,
-            escape(row["image"] or "—"),
-            config,
-            escape(_short_time(row["started_at"])),
-            str(row["desired_cut"] if row["desired_cut"] is not None else "—"),
-            *live,
+            escape(row["id"]), row["role"], _state(row), escape(_dash(mqtt.get("state"))), _health(row["health"]),
+            escape(row["image"] or "—"), config,
+            escape(_short_time(row["started_at"])), _dash(row.get("restart_count")), escape(_dash(row["desired_cut"])),
+            escape(_dash(mqtt.get("cut"))), escape(_dash(mqtt.get("mode"))), escape(_dash(mqtt.get("route"))),
+            escape(_dash(mqtt.get("device"))), _fps(mqtt.get("fps")), _ms(mqtt.get("latency_ms")),
+            _pred_meas(mqtt.get("predicted_ms"), mqtt.get("measured_ms")), _bytes(mqtt.get("bytes_per_frame")),
+            _dash(mqtt.get("dropped")), _ago(mqtt.get("last_seen")),
         )
     return table
+
+
+def _state(row: Dict[str, Any]) -> str:
+    state = row["state"]
+    if state in ("unreachable", "absent"):
+        return "—"  # the health column says which
+    colour = "green" if state == "running" else "yellow"
+    return f"[{colour}]{escape(str(state))}[/]"
+
+
+def _health(word: str) -> str:
+    return f"[{HEALTH_COLOURS.get(word, 'red')}]{word}[/]"
+
+
+def _cut(row: Dict[str, Any]) -> str:
+    """The cut in use when the node says, else the one the last deploy asked for."""
+    mqtt = row.get("mqtt") or {}
+    return _dash(mqtt.get("cut") if mqtt.get("cut") is not None else row.get("desired_cut"))
+
+
+def _dash(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def _fps(value: Optional[float]) -> str:
+    """Two significant digits below 1 fps (0.3, 0.04), one decimal below 100."""
+    if value is None:
+        return "—"
+    if value == 0 or value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.2g}" if value < 1 else f"{value:.1f}"
+
+
+def _ms(value: Optional[float]) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def _bytes(value: Optional[int]) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def _ago(when: Optional[float]) -> str:
+    if when is None:
+        return "—"
+    seconds = max(0.0, time.time() - when)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    return f"{seconds / 60:.0f}m" if seconds < 3600 else f"{seconds / 3600:.0f}h"
 
 
 def _pred_meas(predicted: Optional[float], measured: Optional[float]) -> str:
     if predicted is None and measured is None:
         return "—"
-    return f"{'—' if predicted is None else f'{predicted:.0f}'} / {'—' if measured is None else f'{measured:.0f}'}"
+    return f"{_ms(predicted)} / {_ms(measured)}"
 
 
 def _short_time(value: Optional[str]) -> str:

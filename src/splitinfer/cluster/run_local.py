@@ -1,6 +1,17 @@
 """``splitctl run --local``: a broker, the coordinator, one tail and one head as separate processes on this
 machine, a source run through them, and the results written to a folder.
 
+Order (each problem is found as early as it can be, and said once):
+
+1. without the model: the source exists and opens (file, folder, image, synthetic), the cut's syntax, the bits;
+2. with the model (no process yet): a missing Ultralytics weights name falls back to its config (``on_note``
+   says so at once), the model loads, the cut fits it, the input size fits its stride;
+3. the broker, the coordinator and the tail; once the tail is online, the head;
+4. detections are gathered until every frame the head sent is accounted for: detected, or counted as dropped
+   by the tail (full queue, bad payload). A slow tail is waited for as long as it makes progress; only when
+   frames are outstanding and nothing has moved for ``stall`` seconds does the run give up (ProcessError,
+   after writing what arrived).
+
 Not part of the node runtime: it orchestrates the same programs the containers run (:mod:`.processes`).
 """
 
@@ -13,19 +24,23 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from splitinfer.errors import ModelError, ProcessError
+from splitinfer.errors import ModelError, ProcessError, SourceError
 from splitinfer.node.models import as_assigned
 
 from .processes import Processes, node_command
 
-__all__ = ["CSV_COLUMNS", "LocalRun", "resolve_local_model", "run_local"]
+__all__ = ["CSV_COLUMNS", "LocalRun", "RunStatus", "Tally", "probe_source", "resolve_local_model", "run_local"]
 
 CSV_COLUMNS = (
     "head", "seq", "capture_ts", "capture_ms", "preprocess_ms", "head_ms", "encode_ms", "transit_ms", "decode_ms",
     "tail_ms", "postprocess_ms", "e2e_ms", "payload_bytes", "detections",
 )
+TAIL_QUEUE_MAX = 5000
+"""A finite source read at ``--fps 0`` gets a tail queue as long as the source (up to this many frames), so a
+tail that falls behind drops nothing; the default queue (64) otherwise."""
+_PRESETS = ("a", "b", "c", "d", "auto")
 
 
 @dataclass
@@ -43,11 +58,85 @@ class LocalRun:
     out: Path = Path("out")
     annotate: bool = True
     broker: str = "mosquitto"
-    timeout: float = 600.0
+    stall: float = 60.0  # seconds without progress, with frames outstanding, before giving up
     tail_batch: int = 8
     head_args: List[str] = field(default_factory=list)  # extra `splitctl node head` options (benchmarks)
     tail_args: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RunStatus:
+    """Where a run stands, for a progress line: ``phase``, the model in use, frames sent by the head (from its
+    metrics, every 2 s, and its final count), detections received, and the frames expected (None: unknown)."""
+
+    phase: str
+    model: str
+    sent: int = 0
+    detected: int = 0
+    total: Optional[int] = None
+
+
+# ---- checks before anything starts ----------------------------------------------------------------------
+
+
+def probe_source(spec: str) -> Optional[int]:
+    """Open a finite source (file, folder, image, ``synthetic[:N]``) and read its first frame; return how many
+    frames it holds (None when unknown: cameras, URLs, pipelines, videos that do not say). SourceError when it
+    does not exist or does not open. Live sources are left to the head, which owns the camera."""
+    if spec == "synthetic" or spec.startswith("synthetic:"):
+        count = spec.partition(":")[2] or "60"
+        if not count.isdigit() or int(count) < 1:
+            raise SourceError(f"source {spec!r}: expected synthetic or synthetic:N with N ≥ 1", source=spec)
+        return int(count)
+    path = Path(spec)
+    if not path.exists() and ("://" in spec or "!" in spec or spec.isdigit()):
+        return None  # a camera, a URL or a pipeline: the head opens it
+    from splitinfer.head.sources import IMAGE_SUFFIXES, open_source
+
+    frames = open_source(spec, limit=1)
+    try:
+        first = next(frames, None)  # SourceError for a missing or unreadable one
+    finally:
+        getattr(frames, "close", lambda: None)()  # release the video now
+    if first is None:
+        raise SourceError(f"source {spec!r}: no frames in it (an empty or unreadable video?)", source=spec)
+    if path.is_dir():
+        return sum(1 for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return 1
+    return _video_frames(spec)
+
+
+def _video_frames(spec: str) -> Optional[int]:
+    import cv2
+
+    capture = cv2.VideoCapture(spec)
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return count if count > 0 else None
+
+
+def check_cut_syntax(cut: str) -> None:
+    """A preset, ``auto`` or a layer number; whether the number fits the model is checked with the model."""
+    key = cut.strip().lower()
+    if key not in _PRESETS and not key.isdigit():
+        raise ModelError(f"unknown cut {cut!r}: expected a|b|c|d, auto, or a layer number")
+
+
+def check_settings(run: LocalRun) -> Optional[int]:
+    """Everything that needs no model: the source, the cut's syntax, the bits. Returns the frames expected
+    (None: unknown)."""
+    count = probe_source(run.source)
+    check_cut_syntax(run.cut)
+    from splitinfer.codec import CodecSettings
+
+    CodecSettings(bits=run.bits)
+    if run.frames and count:
+        return min(run.frames, count)
+    return run.frames or count
 
 
 def resolve_local_model(model: str, notes: List[str]) -> str:
@@ -60,9 +149,8 @@ def resolve_local_model(model: str, notes: List[str]) -> str:
     if os.sep in model or not _ships_config(fallback):
         raise ModelError(f"{model}: model file not found (weights are not downloaded; pass a local .pt, or a "
                          ".yaml config for random weights)")
-    notes.append(f"{model} is not on this machine and weights are not downloaded here; using {fallback} with "
-                 "random weights (detections are meaningless, timings and sizes are real). "
-                 "Pass --model PATH.pt for real ones.")
+    notes.append(f"{model} is not on this machine (weights are not downloaded): running {fallback} with random "
+                 "weights, so boxes are meaningless (timings and sizes are real); pass --model PATH.pt")
     return fallback
 
 
@@ -84,8 +172,50 @@ def check_job(run: LocalRun, model: str) -> None:
 
     loaded = load_model(model)
     default_imgsz(loaded, run.imgsz)
-    loaded.graph.resolve_cut(run.cut)
+    if run.cut.strip().lower() != "auto":  # auto: the coordinator picks a cut from the nodes' profiles
+        loaded.graph.resolve_cut(run.cut)
     CodecSettings(bits=run.bits)
+
+
+# ---- the run ----------------------------------------------------------------------------------------------
+
+
+class Tally:
+    """Accounting for the frames the head sends: each is detected or dropped by the tail (from the tail's
+    metrics); ``progressed`` is when either last moved, so a slow tail is waited for and a stuck one is not."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.detected = 0
+        self.tail_lost = 0  # the tail's dropped (full queue) + decode_errors + rejected
+        self.tail_frames = 0
+        self.progressed = time.monotonic()
+
+    def outstanding(self) -> int:
+        return max(0, self.sent - self.detected - self.tail_lost)
+
+    def on_detection(self) -> None:
+        self.detected += 1
+        self.progressed = time.monotonic()
+
+    def on_head_metrics(self, data: Dict[str, Any]) -> None:
+        sent = _count(data.get("frames_sent"))
+        if sent > self.sent:
+            self.sent = sent
+
+    def on_tail_metrics(self, data: Dict[str, Any]) -> None:
+        lost = sum(_count(data.get(k)) for k in ("dropped", "decode_errors", "rejected"))
+        frames = _count(data.get("frames"))
+        if lost > self.tail_lost or frames > self.tail_frames:
+            self.progressed = time.monotonic()
+        self.tail_lost, self.tail_frames = max(lost, self.tail_lost), max(frames, self.tail_frames)
+
+    def stalled(self, stall: float) -> bool:
+        return self.outstanding() > 0 and time.monotonic() - self.progressed > stall
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def run_local(
@@ -93,30 +223,52 @@ def run_local(
     *,
     on_progress: Optional[Callable[[int, Optional[int]], None]] = None,
     on_tick: Optional[Callable[[Processes], None]] = None,
+    on_status: Optional[Callable[[RunStatus], None]] = None,
+    on_note: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, Any]:
-    """Run the job; ``on_progress(received, total)`` after each detection, ``on_tick(processes)`` about every
-    0.2 s (benchmarks sample memory there)."""
+    """Run the job; ``on_note(text)`` as soon as something the user must know is found (random weights),
+    ``on_status(status)`` as the run moves, ``on_progress(received, total)`` after each detection,
+    ``on_tick(processes)`` about every 0.2 s (benchmarks sample memory there)."""
     from splitinfer.broker.client import MqttClient
     from splitinfer.broker.config import BrokerConfig
     from splitinfer.broker.local import start_local_broker
     from splitinfer.broker.topics import Topics
 
+    total = check_settings(run)
+    notes_before = len(run.notes)
     model = resolve_local_model(run.model, run.notes)
+    for note in run.notes[notes_before:]:
+        if on_note is not None:
+            on_note(note)
+    status = RunStatus("loading the model", model, total=total)
+    report = on_status or (lambda s: None)
+    report(status)
     check_job(run, model)
     run.out.mkdir(parents=True, exist_ok=True)
     topics = Topics(f"local-{os.getpid()}")
     records: List[Dict[str, Any]] = []
+    tally = Tally()
+    status.phase = "starting the broker"
+    report(status)
     with start_local_broker(prefer=run.broker) as broker, Processes(run.out / "logs") as procs:
         operator = MqttClient(BrokerConfig.from_url(broker.url, client_id=f"{topics.fleet}-operator"))
-        detections = operator.subscribe(topics.all_detections(), qos=0, maxsize=1_000_000, drop="newest")
+        subs = {
+            "detections": operator.subscribe(topics.all_detections(), qos=0, maxsize=1_000_000, drop="newest"),
+            "head": operator.subscribe(topics.metrics("head-1"), qos=1, maxsize=1000, drop="oldest"),
+            "tail": operator.subscribe(topics.metrics("tail-1"), qos=1, maxsize=1000, drop="oldest"),
+        }
         operator.connect(timeout=10)
         tail_state = operator.subscribe(topics.state("tail-1"), qos=1)
         try:
-            _start_processes(run, model, broker.url, topics.fleet, procs)
+            status.phase = "starting the nodes"
+            report(status)
+            _start_processes(run, model, broker.url, topics.fleet, procs, total)
             _wait_online(tail_state, procs)
+            status.phase = "running"
+            report(status)
             _start_head(run, model, broker.url, topics.fleet, procs)
             started = time.monotonic()
-            head_summary = _collect(run, procs, detections, records, on_progress, on_tick)
+            head_summary = _collect(run, procs, subs, records, tally, status, report, on_progress, on_tick)
         finally:
             procs.stop()
             operator.close()
@@ -124,7 +276,12 @@ def run_local(
         broker_kind = broker.kind
     records.sort(key=lambda r: r["seq"])
     _write_outputs(run, records)
-    return _summary(run, model, broker_kind, records, head_summary, elapsed)
+    if tally.outstanding():
+        raise ProcessError(
+            f"the tail made no progress for {run.stall:g} s with {tally.outstanding()} of {tally.sent} frames "
+            f"outstanding ({tally.detected} detected; written to {run.out}/); see {procs.log('tail')}",
+            name="tail", log=str(procs.log("tail")))
+    return _summary(run, model, broker_kind, records, head_summary, tally, elapsed)
 
 
 def _wait_online(sub: Any, procs: Processes, timeout: float = 120.0) -> None:
@@ -139,7 +296,8 @@ def _wait_online(sub: Any, procs: Processes, timeout: float = 120.0) -> None:
                        log=str(procs.log("tail")))
 
 
-def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Processes) -> None:
+def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Processes,
+                     total: Optional[int]) -> None:
     """The coordinator (with this run's two devices as its inventory, and the model pinned by sha256), then the
     tail, which loads the model from its folder."""
     folder, name, digest = as_assigned(model)
@@ -148,7 +306,9 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Pro
         "coordinator", *common, "--model", name, "--sha256", digest, "--imgsz", str(run.imgsz), "--cut", run.cut,
         "--bits", str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch),
         "--inventory", "tail-1=tail", "--inventory", "head-1=head"))
-    procs.start("tail", node_command("node", "tail", *common, "--id", "tail-1", "--model-dir", folder,
+    # lossless over a file: room in the tail's queue for every frame (run.tail_args, given after, still win)
+    queue = ["--queue", str(min(max(64, total), TAIL_QUEUE_MAX))] if run.fps <= 0 and total else []
+    procs.start("tail", node_command("node", "tail", *common, "--id", "tail-1", "--model-dir", folder, *queue,
                                      *run.tail_args))
 
 
@@ -160,26 +320,41 @@ def _start_head(run: LocalRun, model: str, url: str, fleet: str, procs: Processe
         *run.head_args), stdout=subprocess.PIPE)  # the head prints its final counts as JSON
 
 
-def _collect(run: LocalRun, procs: Processes, sub: Any, records: List[Dict[str, Any]],
+def _json_dict(payload: bytes) -> Dict[str, Any]:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _collect(run: LocalRun, procs: Processes, subs: Dict[str, Any], records: List[Dict[str, Any]], tally: Tally,
+             status: RunStatus, report: Callable[[RunStatus], None],
              on_progress: Optional[Callable[[int, Optional[int]], None]],
              on_tick: Optional[Callable[[Processes], None]]) -> Dict[str, Any]:
-    """Gather detections until the head has finished and the tail has caught up (or gone quiet)."""
-    deadline = time.monotonic() + run.timeout
-    head_summary: Dict[str, Any] = {}
-    quiet_since: Optional[float] = None
+    """Gather detections until the head has finished and every frame it sent is accounted for, or the tail
+    has made no progress for ``run.stall`` seconds with frames outstanding."""
+    head_summary: Optional[Dict[str, Any]] = None
     next_tick = time.monotonic()
-    while time.monotonic() < deadline:
+    while True:
         if on_tick is not None and time.monotonic() >= next_tick:
             on_tick(procs)
             next_tick = time.monotonic() + 0.2
-        msg = sub.get(timeout=0.2)
+        for msg in subs["head"].drain():
+            tally.on_head_metrics(_json_dict(msg.payload))
+        for msg in subs["tail"].drain():
+            tally.on_tail_metrics(_json_dict(msg.payload))
+        msg = subs["detections"].get(timeout=0.2)
         if msg is not None:
             record = json.loads(msg.payload)
             record["_received"] = msg.received_wall  # for the summary's fps; not written out
             records.append(record)
-            quiet_since = None
+            tally.on_detection()
             if on_progress:
-                on_progress(len(records), run.frames)
+                on_progress(len(records), status.total)
+        status.sent, status.detected = max(tally.sent, tally.detected), tally.detected  # metrics come every 2 s
+        report(status)
+        if msg is not None:
             continue
         procs.check(["coordinator", "tail"])
         head = procs["head"]
@@ -187,14 +362,13 @@ def _collect(run: LocalRun, procs: Processes, sub: Any, records: List[Dict[str, 
             continue
         if head.returncode != 0:
             raise procs.failure("head", "failed")
-        if not head_summary:
-            head_summary = json.loads(head.stdout.read() or b"{}") if head.stdout else {}
-        if len(records) >= head_summary.get("frames_sent", 0):
+        if head_summary is None:
+            head_summary = _json_dict(head.stdout.read() or b"{}") if head.stdout else {}
+            tally.on_head_metrics(head_summary)
+            tally.progressed = time.monotonic()
+            status.phase = "finishing"
+        if tally.outstanding() == 0 or tally.stalled(run.stall):
             return head_summary
-        quiet_since = quiet_since or time.monotonic()
-        if time.monotonic() - quiet_since > 3.0:  # the rest were dropped on the way
-            return head_summary
-    raise ProcessError(f"run did not finish within {run.timeout:.0f} s; see {procs.logs}")
 
 
 def _write_outputs(run: LocalRun, records: List[Dict[str, Any]]) -> None:
@@ -239,21 +413,40 @@ def _percentile(values: List[float], q: float) -> Optional[float]:
     return round(percentile(sorted(values), q), 2) if values else None
 
 
+def delivered_fps(records: List[Dict[str, Any]]) -> Optional[float]:
+    """Frames detected per second, from the first frame's capture to the last detection's arrival: frames that
+    arrive together (one tail batch) do not make the rate infinite, and the first frame's latency counts."""
+    if not records:
+        return None
+    span = max(r["_received"] for r in records) - min(r["timestamp"] for r in records)
+    return round(len(records) / max(span, 1e-3), 2)
+
+
+def _cuts(records: List[Dict[str, Any]]) -> Tuple[Optional[int], Dict[str, int]]:
+    """The cut of the last frame (where ``auto`` settled) and how many frames ran at each cut."""
+    seen: Dict[str, int] = {}
+    for r in records:
+        seen[str(r["cut"])] = seen.get(str(r["cut"]), 0) + 1
+    last = max(records, key=lambda r: r["timestamp"])["cut"] if records else None
+    return last, seen
+
+
 def _summary(run: LocalRun, model: str, broker_kind: str, records: List[Dict[str, Any]],
-             head: Dict[str, Any], elapsed: float) -> Dict[str, Any]:
+             head: Dict[str, Any], tally: Tally, elapsed: float) -> Dict[str, Any]:
     e2e = [r["timings"]["e2e_ms"] for r in records]
-    arrivals = [r["_received"] for r in records]
-    span = (max(arrivals) - min(arrivals)) if len(records) > 1 else 0  # detections per second, as delivered
     stages = {}
     for stage in CSV_COLUMNS[3:12]:
         values = [r["timings"][stage] for r in records if stage in r["timings"]]
         stages[stage] = {"p50": _percentile(values, 0.5), "p99": _percentile(values, 0.99)}
-    captured = int(head.get("frames_captured", len(records)))
+    captured = max(_count(head.get("frames_captured")), tally.sent, len(records))
+    cut, cuts = _cuts(records)
     return {
-        "model": model, "source": run.source, "cut": records[0]["cut"] if records else None, "cut_spec": run.cut,
+        "model": model, "source": run.source, "cut": cut, "cuts": cuts, "cut_spec": run.cut,
         "bits": run.bits, "imgsz": run.imgsz, "broker": broker_kind,
-        "frames": len(records), "frames_captured": captured, "dropped": max(0, captured - len(records)),
-        "fps": round((len(records) - 1) / span, 2) if span > 0 else None,
+        "frames": len(records), "frames_captured": captured, "frames_sent": tally.sent,
+        "dropped": captured - len(records),
+        "drops": {"head": captured - tally.sent, "tail": tally.tail_lost},
+        "fps": delivered_fps(records),
         "e2e_ms_p50": _percentile(e2e, 0.5), "e2e_ms_p99": _percentile(e2e, 0.99),
         "payload_bytes_mean": round(sum(r["payload_bytes"] for r in records) / len(records)) if records else 0,
         "stages_ms": stages, "wall_s": round(elapsed, 2), "out": str(run.out), "notes": run.notes,

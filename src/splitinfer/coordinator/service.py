@@ -70,7 +70,7 @@ class Coordinator:
     def run(self, stop: threading.Event) -> None:
         self.mqtt.connect(timeout=30.0)
         self.mqtt.publish(self.topics.policy(), _policy_json(self.policy), qos=1, retain=True)
-        log.info("coordinator of fleet %r on %s, epoch %.3f: model %s at %d, cut %s, codec %s; inventory: %s",
+        log.debug("coordinator of fleet %r on %s, epoch %.3f: model %s at %d, cut %s, codec %s; inventory: %s",
                  self.topics.fleet, self.mqtt.config.url, self.epoch, self.policy.model, self.policy.imgsz,
                  self.policy.cut, self.policy.codec, _inventory(self.policy))
         connects = self.mqtt.counters()["connects"]

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from splitinfer.errors import DeployError
 
@@ -187,6 +187,20 @@ class Engine:
                     device=self.device,
                 ) from pull_error
         return self._build(name, *build), "built"
+
+    def import_image(self, rootfs: bytes, name: str, *, changes: Sequence[str] = ()) -> str:
+        """``docker import``: an image named ``name`` from the tar of a root filesystem; ``changes`` are
+        Dockerfile instructions (ENV, CMD, …). Returns the image id."""
+        from docker.utils import parse_repository_tag
+
+        repository, tag = parse_repository_tag(name)
+        with self._translate(f"importing {name}"):
+            self._client.api.import_image_from_data(rootfs, repository=repository, tag=tag or "latest",
+                                                    changes=list(changes) or None)
+        found = self.image_id(name)
+        if found is None:
+            raise DeployError(f"importing {name}: the engine did not keep it", device=self.device)
+        return found
 
     def _pull(self, name: str) -> str:
         from docker.utils import parse_repository_tag

@@ -69,17 +69,24 @@ class PendingAssignments:
 
 @dataclass(frozen=True)
 class RuntimeStatus:
-    state: str = "—"
-    cut: str = "—"
-    route: str = "—"
+    """One device as its topics describe it. Every field is None when the device did not say, or said something
+    that is not the right type (a device's messages are never trusted to be well formed)."""
+
+    state: Optional[str] = None  # online, offline (its last will), failed
+    cut: Optional[str] = None
+    route: Optional[str] = None  # heads: their tail; tails: their heads, comma-separated
     fps: Optional[float] = None
-    latency_ms: Optional[float] = None
+    latency_ms: Optional[float] = None  # p50: head compute on heads, end to end on tails
     bytes_per_frame: Optional[int] = None
     dropped: Optional[int] = None
-    last_seen: Optional[float] = None
+    drop_ratio: Optional[float] = None  # dropped / frames seen, when the metrics say both
+    last_seen: Optional[float] = None  # wall clock of the last metrics received
     predicted_ms: Optional[float] = None  # heads: the coordinator's prediction for the assigned cut
     measured_ms: Optional[float] = None  # heads: end to end p50 as its tail measures it
-    reason: str = ""  # heads: why the coordinator chose this cut
+    reason: Optional[str] = None  # heads: why the coordinator chose this cut
+    mode: Optional[str] = None  # split, local or offload
+    device: Optional[str] = None  # the torch device the node runs on (cpu, cuda:0)
+    failure: Optional[str] = None  # why the node failed, when it says
 
 
 class RuntimeStatusSource(Protocol):

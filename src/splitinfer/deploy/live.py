@@ -1,5 +1,8 @@
 """The MQTT-backed runtime hooks: readiness from ``devices/<id>/state``, assignments through the retained
-``coordinator/policy`` the coordinator follows, and live status from state, assign and metrics.
+``coordinator/policy`` the coordinator follows, and live status from info, state, assign and metrics.
+
+Whatever a device publishes is read defensively: a payload that is not a JSON object, or a field of the wrong
+type, counts as not said (None), never as an error.
 
 When the broker cannot be reached, :func:`connect_live` returns None and deploy/status fall back to the Docker
 side alone (the caller says so).
@@ -8,10 +11,11 @@ side alone (the caller says so).
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
@@ -79,11 +83,11 @@ class LiveFleet:
         self.topics = Topics(fleet.fleet)
         self.client = client
         self._subs = {kind: client.subscribe(self.topics.all_devices(kind), qos=1, maxsize=10000, drop="oldest")
-                      for kind in ("state", "assign", "metrics", "info")}
+                      for kind in ("info", "state", "assign", "metrics")}
         self.state: Dict[str, str] = {}
+        self.info: Dict[str, Dict[str, Any]] = {}
         self.live_online: Dict[str, float] = {}  # devices seen going online while we watched
         self.live_failed: Dict[str, float] = {}  # devices seen failing while we watched
-        self.info: Dict[str, Dict[str, Any]] = {}
         self.assign: Dict[str, Dict[str, Any]] = {}
         self.metrics: Dict[str, Dict[str, Any]] = {}
         self.last_seen: Dict[str, float] = {}
@@ -131,18 +135,13 @@ class LiveFleet:
         except TransportError:
             return
         if kind == "state":
-            self.state[device] = msg.payload.decode("utf-8", "replace")[:16]
+            self.state[device] = msg.payload[:64].decode("utf-8", "replace").strip()
             if not msg.retain and self.state[device] == "online":
                 self.live_online[device] = msg.received_wall
             if not msg.retain and self.state[device] == "failed":
                 self.live_failed[device] = msg.received_wall
             return
-        try:
-            data = json.loads(msg.payload) if msg.payload else {}
-        except (ValueError, RecursionError):
-            return
-        if not isinstance(data, dict):
-            return  # a device's malformed message: nothing to show
+        data = _object(msg.payload)
         if kind == "info":
             self.info[device] = data
         elif kind == "assign":
@@ -152,26 +151,75 @@ class LiveFleet:
             self.last_seen[device] = msg.received_wall
 
     def device_status(self, device_id: str) -> Optional[RuntimeStatus]:
-        if device_id not in self.state and device_id not in self.metrics:
+        if device_id not in self.state and device_id not in self.metrics and device_id not in self.info:
             return None
         m = self.metrics.get(device_id, {})
         a = self.assign.get(device_id, {})
-        latency = m.get("latency_ms", {})
-        stage = "e2e_ms" if m.get("role") == "tail" else "head_ms"
-        cut = m.get("cut") if m.get("cut") is not None else a.get("cut")
-        route = a.get("route") or (",".join(a.get("heads", [])) if a.get("heads") else None)
-        tail_metrics = self.metrics.get(a.get("route") or "", {})
-        measured = tail_metrics.get("e2e_ms_by_head", {}).get(device_id, {}).get("p50")
+        info = self.info.get(device_id, {})
+        tail = _text(m.get("role")) == "tail" or _text(info.get("role")) == "tail"
+        latency = _dict(_dict(m.get("latency_ms")).get("e2e_ms" if tail else "head_ms")).get("p50")
+        cut = _cut(m.get("cut")) or _cut(a.get("cut"))
+        route = _text(a.get("route")) or ",".join(_texts(a.get("heads"))) or None
+        tail_metrics = self.metrics.get(_text(a.get("route")) or "", {})
+        measured = _dict(_dict(tail_metrics.get("e2e_ms_by_head")).get(device_id)).get("p50")
         return RuntimeStatus(
-            state=self.state.get(device_id, "—"), cut="—" if cut in (None, "") else str(cut),
-            route=route or "—", fps=m.get("fps"), latency_ms=latency.get(stage, {}).get("p50"),
-            bytes_per_frame=m.get("bytes_per_frame"), dropped=m.get("dropped"),
+            state=self.state.get(device_id) or None, cut=cut, route=route, fps=_number(m.get("fps")),
+            latency_ms=_number(latency), bytes_per_frame=_count(m.get("bytes_per_frame")),
+            dropped=_count(m.get("dropped")), drop_ratio=_drop_ratio(m, tail),
             last_seen=self.last_seen.get(device_id),
-            predicted_ms=a.get("predicted_ms"), measured_ms=measured, reason=a.get("reason") or "",
+            predicted_ms=_number(a.get("predicted_ms")), measured_ms=_number(measured),
+            reason=_text(a.get("reason")), mode=_text(a.get("mode")) or _text(m.get("mode")),
+            device=_text(info.get("device")), failure=_text(info.get("failure")),
         )
 
     def close(self) -> None:
         self.client.close(timeout=1.0)
+
+
+def _object(payload: bytes) -> Dict[str, Any]:
+    try:
+        data = json.loads(payload) if payload else {}
+    except (ValueError, RecursionError):  # ValueError includes UnicodeDecodeError
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _dict(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> Optional[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _count(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _text(value: Any, limit: int = 300) -> Optional[str]:
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _texts(value: Any) -> List[str]:
+    return [v[:64] for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _cut(value: Any) -> Optional[str]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text(value, 16)
+
+
+def _drop_ratio(metrics: Dict[str, Any], tail: bool) -> Optional[float]:
+    """Dropped over frames seen: a head's captured frames, a tail's processed plus dropped ones."""
+    dropped = _count(metrics.get("dropped"))
+    seen = _count(metrics.get("frames")) if tail else _count(metrics.get("frames_captured"))
+    if dropped is None or seen is None:
+        return None
+    total = seen + dropped if tail else seen
+    return dropped / total if total else None
 
 
 def connect_live(fleet: Fleet, *, timeout: float = 3.0, wait: float = 2.5) -> Optional[LiveFleet]:

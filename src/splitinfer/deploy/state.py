@@ -42,6 +42,11 @@ class DeployState:
         self.data["devices"][device_id] = entry
         self.save()
 
+    def forget(self, device_id: str) -> None:
+        """Drop a device's entry (its container was removed)."""
+        if self.data["devices"].pop(device_id, None) is not None:
+            self.save()
+
     def save(self) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.resolve().parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:

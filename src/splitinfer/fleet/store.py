@@ -187,6 +187,22 @@ class FleetStore:
         devices.append(node)
         self.fleet = fleet
 
+    def ensure_model(self, path: str, imgsz: int = 640) -> bool:
+        """Write a ``model:`` section after ``broker:`` when there is none (the nodes' default made explicit, for
+        the user to edit); True when it was added."""
+        if self.document.get("model") is not None:
+            return False
+        plain = _plain(self.document)
+        plain["model"] = {"path": path, "imgsz": imgsz}
+        fleet = _validate_plain(plain, self.label)
+        keys = list(self.document)
+        position = keys.index("broker") + 1 if "broker" in keys else len(keys)
+        section = CommentedMap([("path", path), ("imgsz", imgsz)])
+        section.yaml_add_eol_comment("every node loads this file, as the nodes see it (sha256: pins it)", "path")
+        self.document.insert(position, "model", section)
+        self.fleet = fleet
+        return True
+
     def remove_device(self, device_id: str) -> Device:
         devices = self.document.get("devices") or []
         for index, entry in enumerate(devices):

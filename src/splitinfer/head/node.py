@@ -127,10 +127,8 @@ class HeadNode:
                     break
             self._drain_acks(stop)
             error = self.grabber.error
-            if isinstance(error, SourceError):
-                raise SourceError(f"source {self.source!r} failed: {error}", source=self.source) from error
             if error is not None:
-                raise error  # a bug in capture, not the source's fault: it keeps its own traceback
+                raise error  # a SourceError says which source and why; anything else is a bug, with its traceback
             return self.metrics()
         finally:
             if self.grabber is not None:
