@@ -90,7 +90,7 @@ def test_acl_grants_by_role() -> None:
     assert f"pattern write {root}/devices/%u/state" in lines
     assert f"pattern read {root}/devices/%u/assign" in lines
     head = lines[lines.index("user jetson-01") + 1 : lines.index("user jetson-02")]
-    assert head == [f"topic write {root}/features/+/jetson-01", f"topic read {root}/detections/jetson-01"]
+    assert head == [f"topic write {root}/features/+/jetson-01", f"topic readwrite {root}/detections/jetson-01"]
     tail = lines[lines.index("user tail-01") + 1 : lines.index("user tail-02")]
     assert tail == [f"topic read {root}/features/tail-01/+", f"topic write {root}/detections/+"]
     assert lines[-3:] == [

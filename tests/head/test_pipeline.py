@@ -53,3 +53,32 @@ def test_the_codec_settings_of_the_assignment_are_used() -> None:
                               model_dir="", device="cpu", half=False)
     taken = _frames(1)
     assert len(coarse.process(taken, "cam-1")[0]) < len(fine.process(taken, "cam-1")[0])
+
+
+def test_local_mode_detects_on_the_head_as_the_whole_model_does() -> None:
+    from splitinfer.head.pipeline import LocalPipeline
+
+    model = splitinfer.load_model(MODEL)
+    local = LocalPipeline.build(Assignment(generation=1, model=MODEL, imgsz=128, mode="local"), model)
+    local.conf = 0.001
+    taken = _frames(2)
+    records, timings = local.process(taken, "cam-1")
+    assert [r["seq"] for r in records] == [0, 1] and all(r["mode"] == "local" and r["head"] == "cam-1"
+                                                         for r in records)
+    assert set(timings) == {"capture_ms", "preprocess_ms", "head_ms", "postprocess_ms"}
+    x, metas = splitinfer.to_batch([taken[0][0].image], 128)
+    want = splitinfer.postprocess(model(x), metas, conf=0.001)[0]
+    assert len(records[0]["boxes"]) == len(want)
+
+
+def test_offload_mode_sends_the_letterboxed_frame_in_the_image_codec() -> None:
+    from splitinfer.codec.frames import decode_frames
+    from splitinfer.head.pipeline import OffloadPipeline
+
+    model = splitinfer.load_model(MODEL)
+    assignment = Assignment(generation=1, model=MODEL, imgsz=128, mode="offload",
+                            image={"format": "jpeg", "quality": 95})
+    blob, timings = OffloadPipeline.build(assignment, model).process(_frames(2), "cam-1")
+    _images, frames, fmt = decode_frames(blob, expect=(128, 128))
+    assert fmt == "jpeg" and [f.seq for f in frames] == [0, 1] and frames[1].orig_shape == (104, 160)
+    assert timings["head_ms"] == 0.0 and timings["encode_ms"] > 0

@@ -71,3 +71,35 @@ def test_frames_of_different_cuts_are_batched_apart(pipeline: TailPipeline) -> N
     payload = pack_features(Codec(bits=32).encode(front(x, metas)), time.time(), {})
     second = pipeline.decode(Message(TOPICS.features("tail-1", "cam-2"), payload, 0, False, 0.0, time.time()), TOPICS)
     assert len(pipeline.group([first, second])) == 2
+
+
+def test_offloaded_frames_run_through_the_whole_model(pipeline: TailPipeline) -> None:
+    from splitinfer.codec.frames import encode_frames
+    from splitinfer.features import FrameMeta
+    from splitinfer.splitting.preprocess import letterbox
+
+    image = _image(6)
+    padded, ratio, pad = letterbox(image, (128, 128))
+    meta = FrameMeta(source="cam-3", seq=4, timestamp=time.time(), orig_shape=(120, 160), ratio=ratio,
+                     pad=(float(pad[0]), float(pad[1])))
+    blob = encode_frames([padded], [meta], fmt="jpeg", quality=100)
+    msg = Message(TOPICS.features("tail-1", "cam-3"), pack_features(blob, time.time(), {}), 0, False, 0.0,
+                  time.time())
+    decoded = pipeline.decode(msg, TOPICS)
+    assert decoded.mode == "offload" and decoded.batch == 1
+    [(head, record)] = pipeline.run(pipeline.group([decoded])[0], conf=0.001, iou=0.7)
+    assert (head, record["mode"], record["cut"], record["seq"]) == ("cam-3", "offload", None, 4)
+    x, metas = splitinfer.to_batch([image], 128)
+    want = splitinfer.postprocess(splitinfer.load_model(MODEL)(x), metas, conf=0.001)[0]
+    assert abs(len(record["boxes"]) - len(want)) <= max(3, len(want) // 5)  # JPEG at q100: nearly the same
+
+
+def test_offloaded_frames_of_the_wrong_size_are_refused(pipeline: TailPipeline) -> None:
+    from splitinfer.codec.frames import encode_frames
+    from splitinfer.features import FrameMeta
+
+    blob = encode_frames([np.zeros((64, 64, 3), np.uint8)], [FrameMeta(source="cam-3")], fmt="jpeg")
+    msg = Message(TOPICS.features("tail-1", "cam-3"), pack_features(blob, time.time(), {}), 0, False, 0.0,
+                  time.time())
+    with pytest.raises(CodecError, match="expected 128 × 128"):
+        pipeline.decode(msg, TOPICS)

@@ -8,4 +8,5 @@ table or JSON, and writes its JSON under ``bench/results/``. None of them fails 
     soak.py           bench soak         RSS of head and tail over a long run
     broker_latency.py bench broker       publish → receive latency per payload size and broker kind
     frames.py         bench frames       the codec benchmark's 24-frame set
+    startup.py        bench startup      how long a node takes to serve, cold and warm profile cache
 """

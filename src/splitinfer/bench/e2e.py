@@ -109,7 +109,7 @@ class _Bench:
         import torch
 
         import splitinfer
-        from splitinfer.codec import Codec
+        from splitinfer.codec import Codec, simd
         from splitinfer.splitting.preprocess import letterboxed_uint8
         from splitinfer.splitting.profile import calibration_images, head_profile, tail_profile
 
@@ -117,7 +117,7 @@ class _Bench:
         model = splitinfer.load_model(self.opts.model)
         codec = {"bits": self.opts.bits}
         self.head_profile = head_profile(model, name=self.opts.model, imgsz=self.opts.imgsz, batch=1, codec=codec,
-                                         make_codec=lambda: Codec(**codec))
+                                         make_codec=lambda: Codec(**codec), codec_path=simd.status())
         self.tail_profile = tail_profile(model, name=self.opts.model, imgsz=self.opts.imgsz, batch=1)
         import cv2
 

@@ -34,6 +34,7 @@ from splitinfer.errors import ProtocolError
 
 __all__ = [
     "HEAD_STAGES",
+    "IMAGE_FORMATS",
     "MODES",
     "Assignment",
     "DeviceInfo",
@@ -52,6 +53,7 @@ MAX_JSON_BYTES = 256 * 1024
 MAX_JSON_DEPTH = 32
 ROLES = ("head", "tail", "coordinator")
 MODES = ("split", "local", "offload")
+IMAGE_FORMATS = ("jpeg", "webp", "avif")
 _EXPLANATION = ("reason", "predicted_ms", "predicted_fps", "prediction")  # why a cut was chosen: not the pipeline
 _ID = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 
@@ -135,7 +137,9 @@ Text = Annotated[str, Field(max_length=1024)]
 DeviceId = Annotated[str, Field(pattern=f"^{_ID}$")]
 Sha256 = Annotated[str, Field(pattern=r"^([0-9a-f]{64})?$")]
 ImgSize = Annotated[int, Field(ge=32, le=4096, multiple_of=32)]
-Cut = Annotated[str, Field(pattern=r"^([abcd]|auto|[1-9][0-9]{0,3})?$")]
+Cut = Annotated[str, Field(pattern=r"^([abcd]|auto|local|offload|[1-9][0-9]{0,3})?$")]
+Mode = Annotated[str, Field(pattern="^(split|local|offload)$")]
+ImageFormat = Annotated[str, Field(pattern="^(jpeg|webp|avif)$")]
 MAX_LAYERS = 1024
 
 
@@ -152,6 +156,18 @@ def _settings(value: Dict[str, Any], what: str) -> Dict[str, Any]:
         if isinstance(item, str) and len(item) > 256:
             raise ValueError(f"{what}: {key} is too long")
     return value
+
+
+def _image_settings(value: Dict[str, Any]) -> Dict[str, Any]:
+    """Offload's image codec: ``format`` jpeg|webp|avif, ``quality`` 1..100."""
+    if set(value) - {"format", "quality"}:
+        raise ValueError(f"image: unknown settings {sorted(set(value) - {'format', 'quality'})}")
+    fmt, quality = value.get("format", "webp"), value.get("quality", 80)
+    if fmt not in ("jpeg", "webp", "avif"):
+        raise ValueError(f"image: format must be jpeg, webp or avif, got {fmt!r}")
+    if not isinstance(quality, int) or isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise ValueError(f"image: quality must be 1..100, got {quality!r}")
+    return {"format": fmt, "quality": quality} if value else {}
 
 
 class _Profile(_BaseModel):
@@ -188,6 +204,8 @@ class _Profile(_BaseModel):
     cuts: Optional[Dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}$")], _CutSize]] = None
     codec: Optional[Dict[str, Any]] = None
     link: Optional[_Link] = None
+    images: Optional[Dict[ImageFormat, _CutSize]] = None
+    whole_postprocess_ms: Optional[Ms] = None
     head_scale: Optional[Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]] = None
     tail_scale: Optional[Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]] = None
 
@@ -245,9 +263,13 @@ class Assignment:
     """What the coordinator tells a node on ``devices/<id>/assign`` (retained).
 
     For a head: the model to load (a name under the node's model folder, and its sha256 when it is a checkpoint),
-    the input size, the cut (``a|b|c|d`` or a layer number; the head resolves it on its model), the codec
-    settings, the tail to send to (``route``; empty while no tail is live) and the batch size. For a tail: model,
-    imgsz, batch and ``max_wait_ms``; ``heads`` lists the heads routed to it.
+    the input size, the ``mode`` (``split`` at ``cut``: ``a|b|c|d`` or a layer number, the head resolves it on
+    its model; ``local``: the whole model on the head, which publishes the detections itself; ``offload``: the
+    letterboxed frame compressed with the image codec ``image`` to the tail, which runs the whole model — only for
+    heads the operator allowed it), the codec settings, the tail to send to (``route``; empty while no tail is
+    live), the batch size, and whether the head may fall back to local by itself (``fallback``) when it has no
+    live tail or its tail stops answering. For a tail: model, imgsz, batch and ``max_wait_ms``; ``heads`` lists
+    the heads routed to it.
 
     ``epoch`` is the coordinator's start (wall-clock seconds) and ``generation`` counts changes within it: a node
     follows an assignment whose ``(epoch, generation)`` is newer than its own, so a restarted coordinator (whose
@@ -264,6 +286,9 @@ class Assignment:
     imgsz: ImgSize = 640
     cut: Cut = "b"
     codec: Dict[str, Any] = field(default_factory=dict)
+    mode: Mode = "split"
+    image: Dict[str, Any] = field(default_factory=dict)
+    fallback: bool = True
     route: Annotated[str, Field(pattern=f"^({_ID})?$")] = ""
     batch: Annotated[int, Field(ge=1, le=256)] = 1
     max_wait_ms: Annotated[float, Field(ge=0.0, le=10_000.0, allow_inf_nan=False)] = 5.0
@@ -278,6 +303,11 @@ class Assignment:
     @classmethod
     def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
         return _settings(value, "codec")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        return _image_settings(value)
 
     @field_validator("model")
     @classmethod
@@ -342,11 +372,23 @@ class Policy:
     overrides: Dict[DeviceId, Override] = field(default_factory=dict)
     auto_fallback: Annotated[str, Field(pattern=r"^([abcd]|[1-9][0-9]{0,3})$")] = "b"
     roles: Dict[DeviceId, Annotated[str, Field(pattern="^(head|tail)$")]] = field(default_factory=dict)
+    image: Dict[str, Any] = field(default_factory=lambda: {"format": "webp", "quality": 80})
+    offload: List[DeviceId] = field(default_factory=list)
+    no_fallback: List[DeviceId] = field(default_factory=list)
 
     @field_validator("codec")
     @classmethod
     def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
         return _settings(value, "codec")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: Dict[str, Any]) -> Dict[str, Any]:
+        return _image_settings(value)
+
+    def may_offload(self, device: str) -> bool:
+        """Whether the operator allowed ``device`` to send its frames (fleet.yaml ``allow_offload``)."""
+        return device in self.offload
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

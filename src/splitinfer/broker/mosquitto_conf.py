@@ -223,9 +223,10 @@ def render_acl(topics: Topics, devices: Sequence[Tuple[str, str]], operators: Se
         out += ["", f"user {device_id}"]
         if role == "head":
             out += [
-                "# head: feature frames to whichever tail it is routed to; its own detections, as acknowledgements",
+                "# head: feature frames to whichever tail it is routed to; its own detections: read as",
+                "# acknowledgements, written when it runs the whole model itself (local mode)",
                 f"topic write {root}/features/+/{device_id}",
-                f"topic read {root}/detections/{device_id}",
+                f"topic readwrite {root}/detections/{device_id}",
             ]
         else:
             out += [

@@ -328,3 +328,27 @@ def bench_frames(
     written = write_frames(out)
     err_console.print(f"wrote {len(written)} frames")
     print(out)
+
+
+@app.command("startup")
+def bench_startup(
+    model: Annotated[str, typer.Option(help=".pt checkpoint or .yaml config.")] = "yolo11n.yaml",
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
+    rounds: Annotated[int, typer.Option(min=2, help="Rounds; the first starts with an empty profile cache.")] = 3,
+    threads: Annotated[int, typer.Option(min=0, help="torch threads per node (0: all cores).")] = 0,
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """How long a tail takes to serve and a head to get its first frame's detections, cold and warm cache."""
+    from splitinfer.bench.startup import run_startup
+
+    with err_console.status("starting nodes…"):
+        r = run_startup(model, imgsz=imgsz, rounds=rounds, threads=threads)
+    table = Table(title=f"node startup: {r['model']} at {r['imgsz']} (seconds from process start)")
+    for col in ("round", "profile cache", "tail serving", "head's first detections"):
+        table.add_column(col, justify="right")
+    for row in r["rounds"]:
+        table.add_row(str(row["round"]), row["cache"], f"{row['tail_ready_s']:.2f}", f"{row['head_first_frame_s']:.2f}")
+    verdict = "met" if r["target_met"] else "not met"
+    table.caption = f"target: a warm head's first frame within {r['target_s']:g} s — {verdict}"
+    _report("startup", r, output, as_json, table)

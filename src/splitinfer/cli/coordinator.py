@@ -30,6 +30,15 @@ def parse_overrides(values: List[str]) -> dict:
     return out
 
 
+def parse_image(value: str) -> dict:
+    """``webp:80`` → {"format": "webp", "quality": 80}."""
+    fmt, _, quality = value.partition(":")
+    try:
+        return {"format": fmt, "quality": int(quality or 80)}
+    except ValueError:
+        raise FleetConfigError(f"--image {value!r}: expected FORMAT[:QUALITY], e.g. webp:80") from None
+
+
 def parse_inventory(values: List[str]) -> dict:
     """``ID=head|tail`` pairs → {id: role}."""
     out = {}
@@ -45,13 +54,22 @@ def coordinator(
     model: Annotated[str, typer.Option(help="Model every node loads (path as the nodes see it).")] = "yolo11n.yaml",
     sha256: Annotated[str, typer.Option(help="Expected sha256 of a .pt model (nodes refuse another file).")] = "",
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
-    cut: Annotated[str, typer.Option(help="Default cut: a|b|c|d, a layer number, or auto (from the nodes' "
-                                          "profiles).")] = "b",
+    cut: Annotated[str, typer.Option(help="Default cut: a|b|c|d, a layer number, local (the whole model on the "
+                                          "heads), offload (frames to the tail: --offload heads only), or auto "
+                                          "(chosen from the nodes' profiles).")] = "b",
     bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
     batch: Annotated[int, typer.Option(help="Frames per head batch.")] = 1,
     tail_batch: Annotated[int, typer.Option(help="Max frames a tail batches across heads.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest a tail waits to fill a batch.")] = 5.0,
     override: Annotated[Optional[List[str]], typer.Option(help="Per-device cut, DEVICE=CUT (repeatable).")] = None,
+    offload: Annotated[Optional[List[str]], typer.Option(
+        "--offload", metavar="DEVICE", help="A head that may send its frames to a tail (cut offload, or auto's "
+                                            "choice); repeatable. Heads not named keep their frames.")] = None,
+    image: Annotated[str, typer.Option(help="Offload's image codec, FORMAT[:QUALITY]: jpeg, webp or avif.")
+                     ] = "webp:80",
+    no_fallback: Annotated[Optional[List[str]], typer.Option(
+        "--no-fallback", metavar="DEVICE", help="A head that must not run the whole model itself when its tail is "
+                                                "gone; repeatable.")] = None,
     inventory: Annotated[Optional[List[str]], typer.Option(
         "--inventory", help="The fleet's devices, DEVICE=head|tail (repeatable): only these are planned, in these "
                             "roles. Without it (and without --file) devices' own claims are taken.")] = None,
@@ -85,7 +103,9 @@ def coordinator(
         policy = validated(Policy, dict(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits},
                                         batch=batch, tail_batch=tail_batch, max_wait_ms=max_wait_ms,
                                         overrides=parse_overrides(override or []),
-                                        roles=parse_inventory(inventory or [])), "coordinator options")
+                                        roles=parse_inventory(inventory or []), image=parse_image(image),
+                                        offload=offload or [], no_fallback=no_fallback or []),
+                            "coordinator options")
         config, topics = broker_config(broker), Topics(fleet, prefix)
     err_console.print(started_line(topics.fleet, config.url, policy, "fleet.yaml" if file is not None else "flags"),
                       soft_wrap=True, highlight=False, markup=False)

@@ -49,6 +49,10 @@ def head(
     half: HalfOpt = False,
     threads: ThreadsOpt = 0,
     profile: ProfileOpt = True,
+    allow_offload: Annotated[bool, typer.Option(
+        "--allow-offload", envvar="SPLITINFER_ALLOW_OFFLOAD",
+        help="Let the coordinator assign offload: this camera's frames (compressed) go to a tail. Off by default: "
+             "frames stay on the camera.")] = False,
     probe_every: Annotated[float, typer.Option(help="Seconds between link probes to the broker (0: only at "
                                                     "start).")] = 30.0,
     verbose: VerboseOpt = False,
@@ -62,7 +66,7 @@ def head(
     _threads(threads)
     node = HeadNode(broker_config(broker), Topics(fleet, prefix), device_id, source, fps=fps, frames=frames,
                     loop=loop, model_dir=model_dir, device=device, half=half, profile=profile,
-                    probe_every=probe_every)
+                    probe_every=probe_every, allow_offload=allow_offload)
     _serve(node)
 
 

@@ -10,6 +10,10 @@ frame cut at layer ``c`` costs
 ``head_scale``/``tail_scale`` (1 until a node reports otherwise) are what the nodes observe in service against
 their profile (contention, throttling); see ``splitinfer.node.stats.Calibration``.
 
+The two ends of the spectrum are costed the same way (:func:`mode_costs`): *local* (the whole model on the head,
+nothing sent) and *offload* (the letterboxed frame in the fleet's image codec, measured by the head on its
+calibration frames; the whole model on the tail).
+
 and its latency is the sum. Features are published at QoS 0, one way, so half the measured round trip is
 charged. A pipeline of one head and one tail sustains ``1 / max(head, transfer, tail)`` frames per second;
 several heads sharing a tail share its time: :func:`best_shared` finds the cuts that maximise the frames per
@@ -22,8 +26,8 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = [
-    "CutCost", "Link", "best_latency", "best_shared", "cut_costs", "link_of", "profile_matches", "resolve_cut",
-    "shared_fps",
+    "CutCost", "Link", "best_latency", "best_shared", "cut_costs", "link_of", "mode_costs", "profile_matches",
+    "resolve_cut", "shared_fps",
 ]
 
 MESSAGE_OVERHEAD = 96  # envelope + MQTT fixed header + topic, bytes
@@ -45,8 +49,8 @@ class Link:
 
 @dataclass(frozen=True)
 class CutCost:
-    """Predicted cost of one frame cut at layer ``cut``; ``tail_frame_ms`` is the tail's share at its batch size
-    (what limits throughput when several heads share the tail)."""
+    """Predicted cost of one frame in ``mode`` (``split`` at layer ``cut``, ``local`` or ``offload``);
+    ``tail_frame_ms`` is the tail's share at its batch size (what limits throughput when heads share the tail)."""
 
     cut: int
     bytes: float
@@ -54,6 +58,12 @@ class CutCost:
     transfer_ms: float
     tail_ms: float
     tail_frame_ms: float
+    mode: str = "split"
+
+    @property
+    def key(self) -> str:
+        """``split:<cut>``, ``local`` or ``offload``: what an assignment would say."""
+        return f"split:{self.cut}" if self.mode == "split" else self.mode
 
     @property
     def latency_ms(self) -> float:
@@ -121,11 +131,32 @@ def cut_costs(head: Mapping[str, Any], tail: Mapping[str, Any], link: Link,
     return out
 
 
-def best_latency(costs: Sequence[CutCost], *, keep: Optional[int] = None, hysteresis: float = 0.03) -> CutCost:
-    """The cut with the lowest predicted latency; ``keep`` (the current cut) stays unless the best beats it by
-    more than ``hysteresis`` (a fraction), so noise in the measurements does not flip the cut back and forth."""
+def mode_costs(head: Mapping[str, Any], tail: Mapping[str, Any], link: Link, *,
+               offload: Optional[str] = None) -> List[CutCost]:
+    """The predicted cost of local mode and, when ``offload`` names an image format the head measured, of
+    offload with it."""
+    hs, ts = float(head.get("head_scale") or 1.0), float(tail.get("tail_scale") or 1.0)
+    pre, post = float(head.get("preprocess_ms", 0.0)), float(tail.get("postprocess_ms", 0.0))
+    here_post = float(head.get("whole_postprocess_ms") or post)
+    out = [CutCost(cut=0, bytes=0.0, head_ms=pre + hs * sum(head["layer_ms"]) + here_post, transfer_ms=0.0,
+                   tail_ms=0.0, tail_frame_ms=0.0, mode="local")]
+    image = (head.get("images") or {}).get(offload) if offload else None
+    if image:
+        decode = float(image.get("decode_ms", 0.0))
+        whole = ts * sum(tail["layer_ms"])
+        batched = ts * sum(tail.get("batch_layer_ms") or tail["layer_ms"])
+        out.append(CutCost(cut=0, bytes=float(image["bytes"]), head_ms=pre + float(image.get("encode_ms", 0.0)),
+                           transfer_ms=link.transfer_ms(float(image["bytes"])), tail_ms=decode + whole + post,
+                           tail_frame_ms=decode + batched + post, mode="offload"))
+    return out
+
+
+def best_latency(costs: Sequence[CutCost], *, keep: Optional[str] = None, hysteresis: float = 0.03) -> CutCost:
+    """The mode (and cut) with the lowest predicted latency; ``keep`` (the current one, by ``CutCost.key``)
+    stays unless the best beats it by more than ``hysteresis`` (a fraction), so noise in the measurements does
+    not flip it back and forth."""
     best = min(costs, key=lambda c: (c.latency_ms, c.cut))
-    current = next((c for c in costs if c.cut == keep), None)
+    current = next((c for c in costs if c.key == keep), None)
     if current is not None and current.latency_ms <= best.latency_ms * (1.0 + hysteresis):
         return current
     return best

@@ -5,11 +5,15 @@ per-device overrides) and the previous assignments, :func:`plan` returns the ass
 have now. Routes are stable: a head stays on its tail while that tail is live and not over its fair share;
 the others go to the least-loaded live tail. A device's generation grows only when its assignment changes.
 
-``cut="auto"`` (fleet-wide or per device) picks each head's cut from the profiles the nodes report
+A head's ``cut`` (fleet-wide or per device) is a split (``a|b|c|d`` or a layer number), ``local`` (the whole
+model on the head), ``offload`` (its frames to the tail: only for heads the operator allowed, ``Policy.offload``;
+for any other head the planner splits at ``auto_fallback`` instead and says why) or ``auto``. ``auto`` picks
+among every split cut, local, and offload where allowed, from the profiles the nodes report
 (``DeviceInfo.profile``) with the cost model in :mod:`.cost`: the lowest predicted latency for a head alone on
-its tail, the highest sustainable frame rate for heads that share one. Until both profiles (and the head's link
-measurement) are in, the head gets ``auto_fallback`` and the reason says what is missing. Every head whose
-profiles are known gets the prediction for its cut in its assignment, auto or not.
+its tail, the highest sustainable frame rate for heads that share one (local costs the tail nothing). Until
+both profiles (and the head's link measurement) are in, the head gets ``auto_fallback`` and the reason says what
+is missing; with no live tail at all, ``local``. Every head whose profiles are known gets the prediction for its
+mode in its assignment, auto or not.
 """
 
 from __future__ import annotations
@@ -20,11 +24,22 @@ from typing import Any, Collection, Dict, List, Mapping, Optional
 
 from splitinfer.broker.messages import Assignment, Override, Policy
 
-from .cost import CutCost, best_latency, best_shared, cut_costs, link_of, profile_matches, resolve_cut, shared_fps
+from .cost import (
+    CutCost,
+    best_latency,
+    best_shared,
+    cut_costs,
+    link_of,
+    mode_costs,
+    profile_matches,
+    resolve_cut,
+    shared_fps,
+)
 
 __all__ = ["AUTO", "DeviceState", "plan"]
 
 AUTO = "auto"
+MODES_AS_CUTS = ("local", "offload")
 
 
 @dataclass(frozen=True)
@@ -58,14 +73,21 @@ def plan(
         wanted[head] = Assignment(
             generation=0, model=policy.model, sha256=policy.sha256, imgsz=policy.imgsz, cut=o.cut or policy.cut,
             codec={**policy.codec, **o.codec}, route=routes.get(head, ""), batch=o.batch or policy.batch,
+            image=dict(policy.image), fallback=head not in policy.no_fallback,
         )
+        if wanted[head].cut == "offload" and not policy.may_offload(head):
+            wanted[head] = replace(wanted[head], cut=policy.auto_fallback, reason=(
+                f"offload is not allowed for {head} (allow_offload in fleet.yaml): its frames stay on the camera; "
+                f"split at {policy.auto_fallback}"))
     for tail in tails:
         served = [h for h in heads if routes.get(h) == tail]
         wanted.update(_choose_cuts(served, tail, wanted, policy, previous, profiles or {}))
     for head in heads:
         if wanted[head].cut == AUTO:  # no live tail to plan against
-            wanted[head] = replace(wanted[head], cut=policy.auto_fallback,
-                                   reason=f"auto: no live tail; the fallback cut {policy.auto_fallback} meanwhile")
+            wanted[head] = replace(wanted[head], cut="local", reason="auto: no live tail; local meanwhile") if (
+                wanted[head].fallback) else replace(wanted[head], cut=policy.auto_fallback, reason=(
+                    f"auto: no live tail; the fallback cut {policy.auto_fallback} meanwhile"))
+        wanted[head] = _as_mode(wanted[head])
     for tail in tails:
         wanted[tail] = Assignment(
             generation=0, model=policy.model, sha256=policy.sha256, imgsz=policy.imgsz, cut="", batch=policy.tail_batch,
@@ -85,6 +107,11 @@ def plan(
     return result
 
 
+def _as_mode(a: Assignment) -> Assignment:
+    """``cut`` local/offload as the assignment's mode (its cut then empty); a split keeps its cut."""
+    return replace(a, mode=a.cut, cut="") if a.cut in MODES_AS_CUTS else replace(a, mode="split")
+
+
 def _choose_cuts(
     heads: List[str], tail: str, wanted: Mapping[str, Assignment], policy: Policy,
     previous: Mapping[str, Assignment], profiles: Mapping[str, Mapping[str, Any]],
@@ -100,14 +127,21 @@ def _choose_cuts(
         missing = _missing(head, tail, profiles.get(head) or {}, tail_ok, a, policy)
         if missing:
             out[head] = replace(a, cut=policy.auto_fallback, reason=f"auto: {missing}; running the fallback cut "
-                                f"{policy.auto_fallback} meanwhile") if auto else replace(a, reason="fixed cut")
+                                f"{policy.auto_fallback} meanwhile") if auto else replace(a, reason=a.reason or (
+                                    "fixed cut" if a.cut not in MODES_AS_CUTS else f"fixed mode {a.cut}"))
             continue
         head_profile = profiles[head]
         link = link_of(head_profile)
         assert link is not None
-        fixed = None if auto else resolve_cut(head_profile, a.cut)
+        offload = a.image.get("format") if policy.may_offload(head) else None
         try:
-            costs = cut_costs(head_profile, tail_profile, link, cuts=None if auto else [fixed or -1])
+            if auto:
+                costs = (cut_costs(head_profile, tail_profile, link) +
+                         mode_costs(head_profile, tail_profile, link, offload=offload))
+            elif a.cut in MODES_AS_CUTS:
+                costs = [c for c in mode_costs(head_profile, tail_profile, link, offload=offload) if c.mode == a.cut]
+            else:
+                costs = cut_costs(head_profile, tail_profile, link, cuts=[resolve_cut(head_profile, a.cut) or -1])
         except (KeyError, TypeError, ValueError) as exc:  # profiles of different models, or incomplete ones
             out[head] = replace(a, cut=policy.auto_fallback if auto else a.cut,
                                 reason=f"{'auto: ' if auto else ''}no prediction: {exc}")
@@ -115,7 +149,7 @@ def _choose_cuts(
         if costs:
             candidates[head] = costs
         else:
-            out[head] = replace(a, reason=f"cut {a.cut}: not in {head}'s profile; no prediction")
+            out[head] = replace(a, reason=a.reason or f"cut {a.cut}: not in {head}'s profile; no prediction")
     if len(candidates) == 1:
         head, costs = next(iter(candidates.items()))
         keep = _previous_cut(previous.get(head))
@@ -131,12 +165,15 @@ def _choose_cuts(
         link = link_of(profiles[head])
         assert link is not None
         if a.cut == AUTO:
+            modes = sorted({c.mode for c in candidates[head]})
             reason = (f"auto: {why} on a {link.bandwidth_bps / 1e6:.3g} Mbit/s, {link.rtt_ms:.3g} ms RTT link "
-                      f"({len(candidates[head])} cuts considered)")
+                      f"({len(candidates[head])} options: {', '.join(modes)})")
+            cut = str(cost.cut) if cost.mode == "split" else cost.mode
         else:
-            reason = f"fixed cut {a.cut}"
+            reason = a.reason or (f"fixed cut {a.cut}" if a.cut not in MODES_AS_CUTS else f"fixed mode {a.cut}")
+            cut = a.cut
         out[head] = replace(
-            a, cut=str(cost.cut) if a.cut == AUTO else a.cut, reason=reason,
+            a, cut=cut, reason=reason,
             predicted_ms=round(cost.latency_ms, 2), predicted_fps=round(fps[head], 2),
             prediction=dict(cost.to_dict(), bandwidth_bps=round(link.bandwidth_bps), rtt_ms=round(link.rtt_ms, 3),
                             head_scale=float(profiles[head].get("head_scale") or 1.0),
@@ -158,11 +195,11 @@ def _missing(head: str, tail: str, head_profile: Mapping[str, Any], tail_ok: boo
     return "waiting for " + " and ".join(lacking) if lacking else ""
 
 
-def _previous_cut(before: Optional[Assignment]) -> Optional[int]:
-    try:
-        return int(before.cut) if before is not None and before.reason.startswith(AUTO) else None
-    except ValueError:
+def _previous_cut(before: Optional[Assignment]) -> Optional[str]:
+    """What an earlier auto plan chose (``CutCost.key``), so a near tie does not flip it."""
+    if before is None or not before.reason.startswith(AUTO):
         return None
+    return f"split:{before.cut}" if before.mode == "split" else before.mode
 
 
 def _routes(heads: List[str], tails: List[str], current: Mapping[str, str]) -> Dict[str, str]:

@@ -72,6 +72,8 @@ def policy_from_fleet(fleet: Fleet, assignments: Optional[Dict[str, Assignment]]
         model=model_path(fleet), sha256=(fleet.model.sha256 or "") if fleet.model else "",
         imgsz=fleet.model.imgsz if fleet.model else 640, cut=str(d.cut), codec={"bits": d.bits}, batch=d.batch,
         overrides=overrides, roles={device.id: device.role for device in fleet.devices},
+        image=d.image.model_dump(), offload=[x.id for x in fleet.devices if x.role == "head" and x.allow_offload],
+        no_fallback=[x.id for x in fleet.devices if x.role == "head" and not x.local_fallback],
     ), "fleet policy")
 
 

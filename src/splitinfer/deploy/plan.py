@@ -108,6 +108,8 @@ def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple
     }
     if device.source:
         env["SPLITINFER_SOURCE"] = device.source
+    if device.allow_offload:  # the head itself refuses offload unless its operator set this here
+        env["SPLITINFER_ALLOW_OFFLOAD"] = "1"
     if broker.tls:
         for key, value in (("CA", broker.tls.ca), ("CERT", broker.tls.cert), ("KEY", broker.tls.key)):
             if value:

@@ -57,18 +57,18 @@ _BROKER_SCHEMES = ("mqtt://", "mqtts://", "ws://", "wss://")
 def parse_cut(value: object) -> Cut:
     """Normalise a cut given in YAML or on the command line: ``"b"`` → ``"b"``, ``"11"`` or ``11`` → ``11``."""
     if isinstance(value, bool):
-        raise ValueError(f"expected a, b, c, d, auto or a layer index ≥ 1, got {value!r}")
+        raise ValueError(f"expected a, b, c, d, auto, local, offload or a layer index ≥ 1, got {value!r}")
     if isinstance(value, int):
         if value >= 1:
             return value
         raise ValueError(f"expected a layer index ≥ 1, got {value}")
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in CUT_PRESETS or text == "auto":
+        if text in CUT_PRESETS or text in ("auto", "local", "offload"):
             return text
         if text.isdigit():
             return parse_cut(int(text))
-    raise ValueError(f"expected a, b, c, d, auto or a layer index ≥ 1, got {value!r}")
+    raise ValueError(f"expected a, b, c, d, auto, local, offload or a layer index ≥ 1, got {value!r}")
 
 
 def validate_bits(value: int) -> int:
@@ -180,10 +180,18 @@ class ModelSpec(_Model):
         return self
 
 
+class ImageCodec(_Model):
+    """Offload's image codec, for the heads allowed to offload."""
+
+    format: Literal["jpeg", "webp", "avif"] = "webp"
+    quality: int = Field(default=80, ge=1, le=100)
+
+
 class Defaults(_Model):
     cut: Cut = "b"
     bits: int = 4
     batch: int = Field(default=1, ge=1)
+    image: ImageCodec = ImageCodec()
 
     @field_validator("cut", mode="before")
     @classmethod
@@ -234,6 +242,8 @@ class Device(_Model):
     devices: List[str] = Field(default_factory=list)
     image: Optional[str] = None
     command: Optional[List[str]] = Field(default=None, description="replaces `splitctl node <role> ...`")
+    allow_offload: bool = Field(default=False, description="heads: may send their frames to a tail (offload)")
+    local_fallback: bool = Field(default=True, description="heads: run the whole model here when no tail answers")
 
     @field_validator("id")
     @classmethod
@@ -300,6 +310,11 @@ class Device(_Model):
             raise FieldValueError("source", "only heads have a source; remove it from this tail")
         if self.role == "tail" and self.cut is not None:
             raise FieldValueError("cut", "the cut is set on heads (a tail runs whatever its heads send); remove it")
+        if self.cut == "offload" and not self.allow_offload:
+            raise FieldValueError("cut", "offload sends this camera's frames to a tail: set allow_offload: true on "
+                                         "this device to allow it (frames stay on the camera otherwise)")
+        if self.role == "tail" and (self.allow_offload or not self.local_fallback):
+            raise FieldValueError("allow_offload", "allow_offload and local_fallback are head settings")
         if self.runtime == "nvidia" and self.gpus is not None:
             raise FieldValueError(
                 "gpus", "use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both"

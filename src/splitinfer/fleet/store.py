@@ -25,7 +25,19 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from splitinfer.errors import FleetConfigError
 
-from .schema import Broker, BrokerTLS, BuildSpec, Defaults, Device, FieldValueError, Fleet, ImageRef, Images, ModelSpec
+from .schema import (
+    Broker,
+    BrokerTLS,
+    BuildSpec,
+    Defaults,
+    Device,
+    FieldValueError,
+    Fleet,
+    ImageCodec,
+    ImageRef,
+    Images,
+    ModelSpec,
+)
 
 __all__ = ["DEFAULT_FLEET_FILE", "FleetStore", "fleet_error", "load_fleet"]
 
@@ -47,6 +59,7 @@ _MODELS: Tuple[Type[BaseModel], ...] = (
     Defaults,
     Images,
     ImageRef,
+    ImageCodec,
     BuildSpec,
     Device,
 )

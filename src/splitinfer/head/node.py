@@ -2,6 +2,10 @@
 
 What the edge container runs (``splitctl node head``). Knows nothing of Docker or the CLI. Python 3.8.
 
+It runs its assignment's mode (split, local or offload: :mod:`.pipeline`) and falls back to local by itself
+when its tail is gone or silent, or its link cannot carry its frames (:mod:`.fallback`). Offload sends the
+camera's frames away, so a head refuses it unless its operator allowed it here (``allow_offload``).
+
 It reads its own detections back as acknowledgements (:mod:`.delivery`): frames its tail never answers are
 counted lost, a tail that stops answering is noticed within seconds, and the two clocks are compared. A source
 that cannot open, or an assigned model that cannot load, is a failure said out loud: state ``failed`` with the
@@ -19,15 +23,17 @@ from typing import Any, Dict, Optional
 from splitinfer.broker.config import BrokerConfig
 from splitinfer.broker.messages import Assignment, pack_features
 from splitinfer.broker.topics import Topics
-from splitinfer.errors import SourceError, SplitInferError, TransportError
+from splitinfer.errors import FleetConfigError, SourceError, SplitInferError, TransportError
 from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
 from splitinfer.node.models import load_assigned_model
 from splitinfer.node.stats import Calibration, LatencyStats, Rate
+from splitinfer.splitting.model import default_imgsz
 
 from .capture import Grabber
 from .delivery import Delivery
-from .pipeline import HeadPipeline
+from .fallback import Fallback
+from .pipeline import HeadPipeline, LocalPipeline, build_pipeline
 from .sources import check_source
 
 __all__ = ["HeadNode"]
@@ -52,19 +58,25 @@ class HeadNode:
         profile: bool = True,
         probe_every: float = 30.0,
         reprobe_fraction: float = 0.25,
+        allow_offload: bool = False,
     ) -> None:
         """``profile``: measure (or load the cached) per-layer profile of each assigned model and cut sizes with the
         assigned codec, and time the link to the broker every ``probe_every`` seconds (0: only at start); both
-        are reported in the retained info, the link again when its bandwidth moves by ``reprobe_fraction``."""
+        are reported in the retained info, the link again when its bandwidth moves by ``reprobe_fraction``.
+        ``allow_offload``: this head may send its frames to a tail (the operator's choice, on the device)."""
         self.topics = topics
         self.device_id = device_id
         self.source = source
         self.fps, self.frames, self.loop = fps, frames, loop
         self.model_dir, self.device, self.half = model_dir, device, half
         self.stats = LatencyStats()
-        self.counts: Dict[str, int] = dict.fromkeys(("sent", "unsent", "no_route", "failed", "bytes"), 0)
+        self.counts: Dict[str, int] = dict.fromkeys(("sent", "unsent", "no_route", "failed", "bytes", "local"), 0)
         self.assignment: Optional[Assignment] = None
-        self.pipeline: Optional[HeadPipeline] = None
+        self.pipeline: Any = None  # the planned mode's pipeline
+        self.local: Optional[LocalPipeline] = None  # the whole model, when local runs here (planned or fallback)
+        self.allow_offload = allow_offload
+        self.fallback = Fallback()
+        self.mode = ""
         self.grabber: Optional[Grabber] = None
         self._rate = Rate()
         self.profiling, self.probe_every, self.reprobe_fraction = profile, probe_every, reprobe_fraction
@@ -90,11 +102,13 @@ class HeadNode:
             "no_route": self.counts["no_route"], "failed": self.counts["failed"],
             "source_done": bool(g and g.exhausted),
             "generation": self.assignment.generation if self.assignment else 0,
-            "cut": self.pipeline.head.cut if self.pipeline else None,
+            "cut": self.pipeline.head.cut if isinstance(self.pipeline, HeadPipeline) else None,
             "route": self.assignment.route if self.assignment else "",
             "link": self.profile.get("link"),
             "predicted_ms": self.assignment.predicted_ms if self.assignment else None,
-            **self.delivery.counts(), "tail_silent": self._silent, "mode": "split",
+            **self.delivery.counts(), "tail_silent": self._silent, "mode": self.mode or None,
+            "planned_mode": self.assignment.mode if self.assignment else None, "fallback": self.fallback.reason,
+            "frames_local": self.counts["local"],
             "ready": self.pipeline is not None, "assignment_error": self.assignment_error,
             "bad_assignments": self.link.bad_assignments,
         }
@@ -154,21 +168,30 @@ class HeadNode:
                 self._profiler.start(lambda: self._measure_profile(new))
         if self.assignment is None or new.route != self.assignment.route:
             self.delivery.new_route()
-        log.info("%s: assignment %d: cut %s (layer %d), route → %s, codec %s%s", self.device_id, new.generation,
-                 new.cut, self.pipeline.head.cut, new.route or "(no live tail)", new.codec,
+            self.fallback.new_route()
+        what = (f"cut {new.cut} (layer {self.pipeline.head.cut})" if isinstance(self.pipeline, HeadPipeline)
+                else f"{new.mode}" + (f" ({new.image['format']})" if new.mode == "offload" else ""))
+        log.info("%s: assignment %d: %s, route → %s, codec %s%s", self.device_id, new.generation, what,
+                 new.route or "(no live tail)", new.codec,
                  f" ({new.reason}; predicted {new.predicted_ms} ms)" if new.reason else "")
         self.assignment = new
 
-    def _build(self, new: Assignment) -> Optional[HeadPipeline]:
+    def _build(self, new: Assignment) -> Any:
         """The pipeline for ``new``. A model that cannot be loaded here fails the node (said, then raised); settings
-        that do not fit it (cut, codec, input size) refuse the assignment and keep the running pipeline."""
+        that do not fit it (cut, codec, input size, an offload this head may not do) refuse the assignment and keep
+        the running pipeline."""
         try:
             model = load_assigned_model(new, model_dir=self.model_dir, device=self.device, half=self.half)
         except SplitInferError as exc:
             self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
             raise
         try:
-            return HeadPipeline.build(new, model=model)
+            if new.mode == "offload" and not self.allow_offload:
+                raise FleetConfigError("offload is not allowed on this head (allow_offload in fleet.yaml, "
+                                       "SPLITINFER_ALLOW_OFFLOAD here): its frames stay on the camera")
+            pipeline = build_pipeline(new.mode, new, model)
+            self.local = LocalPipeline.build(new, model) if new.fallback or new.mode == "local" else None
+            return pipeline
         except SplitInferError as exc:
             self.link.bad_assignments += 1
             self.assignment_error = f"assignment {new.generation} refused: {exc}"
@@ -178,29 +201,43 @@ class HeadNode:
 
     def _measure_profile(self, assignment: Assignment) -> None:
         """This model's per-layer profile and per-cut sizes with the assigned codec (cached), in the info."""
-        from splitinfer.codec import Codec
+        from splitinfer.codec import Codec, simd
         from splitinfer.splitting.profile import head_profile
 
         assert self.pipeline is not None
-        wanted = (assignment.model, assignment.imgsz, assignment.batch, assignment.codec)
+        image_codec = self._image_codec(assignment)
+        wanted = (assignment.model, assignment.imgsz, assignment.batch, assignment.codec,
+                  [image_codec[0]] if image_codec else [])
         have = (self.profile.get("model"), self.profile.get("imgsz"), self.profile.get("batch"),
-                self.profile.get("codec"))
+                self.profile.get("codec"), sorted(self.profile.get("images") or {}))
         if wanted == have:
             return
         t = time.perf_counter()
-        measured = head_profile(self.pipeline.head.model, name=assignment.model, imgsz=self.pipeline.imgsz,
+        model = load_assigned_model(assignment, model_dir=self.model_dir, device=self.device, half=self.half)
+        measured = head_profile(model, name=assignment.model, imgsz=default_imgsz(model, assignment.imgsz),
+                                image_codec=image_codec,
                                 batch=assignment.batch, codec=assignment.codec,
-                                make_codec=lambda: Codec(**assignment.codec))
+                                make_codec=lambda: Codec(**assignment.codec), codec_path=simd.status())
         self.profile = dict(measured, imgsz=assignment.imgsz, link=self.profile.get("link"))
         log.info("%s: profile of %s at %d ready in %.1f s", self.device_id, assignment.model, assignment.imgsz,
                  time.perf_counter() - t)
         self.link.update_profile(self.profile)
 
+    def _image_codec(self, assignment: Assignment) -> Any:
+        """What the profile measures offload with: only where this head may offload, and its codec is here."""
+        from splitinfer.codec.frames import available, decode_frames, encode_frames
+        from splitinfer.features import FrameMeta
+
+        image = assignment.image or {"format": "webp", "quality": 80}
+        if not self.allow_offload or not available(image["format"]):
+            return None
+        fmt, quality = image["format"], image["quality"]
+        return (fmt, lambda frame: encode_frames([frame], [FrameMeta()], fmt=fmt, quality=quality), decode_frames)
+
     def _calibrate(self, head_ms: float) -> None:
         """Report ``head_scale`` (observed / profiled head layers) when it moves: see Calibration."""
-        assert self.pipeline is not None
         layer_ms = self.profile.get("layer_ms")
-        if not isinstance(layer_ms, list):
+        if not isinstance(layer_ms, list) or not isinstance(self.pipeline, HeadPipeline):
             return
         scale = self.calibration.add(head_ms, sum(layer_ms[: self.pipeline.head.cut]))
         if scale is not None:
@@ -232,6 +269,8 @@ class HeadNode:
                 record = json.loads(msg.payload)
             except (ValueError, RecursionError):
                 record = None
+            if isinstance(record, dict) and record.get("mode") == "local":
+                continue  # our own detections, published while we ran locally
             self.delivery.note_record(record, msg.received_wall)
         self.delivery.expire()
         silent = self.delivery.silent()
@@ -255,31 +294,62 @@ class HeadNode:
         taken = self.grabber.take(self.assignment.batch, timeout=0.2)
         if not taken:
             return not self.grabber.exhausted
+        a = self.assignment
+        mode, probe = self.fallback.decide(a.mode, allowed=self.local is not None, route=a.route,
+                                           silent=self._silent)
+        self._note_mode(mode)
         try:
-            blob, timings = self.pipeline.process(taken, self.device_id)
+            if mode == "local":
+                self._detect_here(taken)
+            else:
+                self._send(taken, probe)
         except SplitInferError as exc:
             self.counts["failed"] += len(taken)
             log.error("%s: frame failed: %s", self.device_id, exc)
-            return True
+        return True
+
+    def _note_mode(self, mode: str) -> None:
+        if mode != self.mode:
+            if mode == "local" and self.fallback.reason:
+                log.warning("%s: running the whole model here: %s", self.device_id, self.fallback.reason)
+            elif self.mode:
+                log.info("%s: %s mode%s", self.device_id, mode, " again" if self.fallback.reason == "" else "")
+            self.mode = mode
+
+    def _detect_here(self, taken: Any) -> None:
+        """Local mode: the whole model on this head, which publishes the detections itself."""
+        assert self.local is not None
+        records, timings = self.local.process(taken, self.device_id)
+        self.stats.add_all(timings)
+        for record in records:
+            self.link.mqtt.publish(self.topics.detections(self.device_id), json.dumps(record).encode(), qos=0)
+        self.counts["local"] += len(taken)
+        self._rate.tick(len(taken))
+
+    def _send(self, taken: Any, probe: bool) -> None:
+        """Split or offload: encode, then publish to the route (counted ``no_route`` when there is none)."""
+        assert self.assignment is not None
+        blob, timings = self.pipeline.process(taken, self.device_id)
         self.stats.add_all(timings)
         if self.profiling:
             self._calibrate(timings["head_ms"] / len(taken))
         route = self.assignment.route
         if not route:
             self.counts["no_route"] += len(taken)
-            return True
+            return
         payload = pack_features(blob, time.time(), dict(timings, clock_offset_ms=self.delivery.clock_offset_ms))
         try:
             ok = self.link.mqtt.publish(self.topics.features(route, self.device_id), payload, qos=0)
         except TransportError as exc:
             self.counts["failed"] += len(taken)
             log.error("%s: %s", self.device_id, exc)
-            return True
+            return
+        self.fallback.published(ok)
         if ok:
             self.counts["sent"] += len(taken)
             self.counts["bytes"] += len(payload)
-            self._rate.tick(len(taken))
+            if not probe:
+                self._rate.tick(len(taken))
             self.delivery.note_sent(frame.index for frame, _, _ in taken)
         else:
             self.counts["unsent"] += len(taken)
-        return True

@@ -1,8 +1,11 @@
 """Per-layer profiles: what each layer costs on this device, and what each cut costs on the wire.
 
 Pure measurement: no MQTT, no codec import (the caller passes an ``encode``/``decode`` pair), so heads and
-tails (and benchmarks) share it. A profile is measured once per model, input size, batch and device and cached
-as JSON under ``$SPLITINFER_CACHE/profiles`` (default ``~/.cache/splitinfer/profiles``).
+tails (and benchmarks) share it. A profile is measured once per model, input size, batch, device (and thread
+count), torch version and, for heads, codec settings and codec path (AVX2 kernels or not), and cached as JSON under
+``$SPLITINFER_CACHE/profiles`` (default ``~/.cache/splitinfer/profiles``; deployed nodes keep it on a volume).
+Measuring is kept short — three timed passes after one warm-up, two calibration frames — because nodes measure
+while they already serve (splitinfer.node.background); calibration in service corrects what a short profile misses.
 
 A profile is a plain dict, as it travels in ``DeviceInfo.profile``::
 
@@ -24,7 +27,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .model import Model
 from .runner import _gather
@@ -36,13 +39,14 @@ __all__ = [
     "device_key",
     "head_profile",
     "measure_cuts",
+    "measure_image_codec",
     "measure_layers",
     "measure_postprocess",
     "measure_preprocess",
     "tail_profile",
 ]
 
-PROFILE_VERSION = 2  # 2: four calibration frames (bus and zidane alike)
+PROFILE_VERSION = 3  # 3: three timed passes, two calibration frames, torch version and codec path in the key
 
 
 def device_key(device: str) -> str:
@@ -55,11 +59,14 @@ def device_key(device: str) -> str:
 
 
 def cache_path(fingerprint: str, imgsz: int, batch: int, device: str, *, kind: str = "layers") -> Path:
-    """``<cache>/profiles/<fingerprint>-<imgsz>-<batch>-<device>[-kind].json``."""
+    """``<cache>/profiles/<fingerprint>-<imgsz>-<batch>-<device>-torch<version>[-kind].json``."""
+    import torch
+
     root = Path(os.environ.get("SPLITINFER_CACHE", str(Path.home() / ".cache" / "splitinfer")))
     safe = device.replace(":", "_").replace("/", "_")
+    version = torch.__version__.split("+")[0]
     suffix = "" if kind == "layers" else f"-{kind}"
-    return root / "profiles" / f"{fingerprint[:24]}-{imgsz}-{batch}-{safe}{suffix}.json"
+    return root / "profiles" / f"{fingerprint[:24]}-{imgsz}-{batch}-{safe}-torch{version}{suffix}.json"
 
 
 def cached(path: Path, measure: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
@@ -88,7 +95,7 @@ def _sync(model: Model) -> None:
         torch.cuda.synchronize()
 
 
-def measure_layers(model: Model, imgsz: int, batch: int = 1, *, repeats: int = 5, warmup: int = 2) -> List[float]:
+def measure_layers(model: Model, imgsz: int, batch: int = 1, *, repeats: int = 3, warmup: int = 1) -> List[float]:
     """Milliseconds per layer for one batch of ``batch`` frames (median over ``repeats`` passes), per frame."""
     import torch
 
@@ -186,7 +193,7 @@ def measure_cuts(
     return {str(c): {k: round(sum(v) / len(v), 4) if v else 0.0 for k, v in t.items()} for c, t in totals.items()}
 
 
-def calibration_images(count: int = 4) -> List[Any]:
+def calibration_images(count: int = 2) -> List[Any]:
     """A few frames of the synthetic source (Ultralytics' bundled images panned across 1280×720)."""
     from .samples import synthetic_frames
 
@@ -211,16 +218,22 @@ def head_profile(
     batch: int,
     codec: Dict[str, Any],
     make_codec: Callable[[], Any],
+    codec_path: str = "",
     images: Optional[Sequence[Any]] = None,
+    image_codec: Optional[Tuple[str, Callable[[Any], bytes], Callable[[bytes], Any]]] = None,
 ) -> Dict[str, Any]:
     """What a head reports: its layer times, letterbox time, and per cut the payload bytes and codec times
     with ``codec`` settings (``make_codec()`` gives a fresh codec object with ``encode``/``decode``).
-    Cached per model fingerprint, ``imgsz``, ``batch``, device and codec settings; ``name`` is the model as the
-    assignment names it."""
+    Cached per model fingerprint, ``imgsz``, ``batch``, device, torch version, codec settings and ``codec_path``
+    (which implementation runs them, e.g. ``splitinfer.codec.simd.status()``); ``name`` is the model as the
+    assignment names it. The profile also holds what local mode costs here (``whole_postprocess_ms``; the layers
+    are in ``layer_ms``) and, with ``image_codec`` = (format, encode a letterboxed frame, decode), what offload
+    would send (``images``: bytes, encode and decode ms per frame)."""
     import hashlib
 
     device = device_key(str(model.device))
-    digest = hashlib.sha256(json.dumps(codec, sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(json.dumps([codec, codec_path, image_codec[0] if image_codec else None],
+                                       sort_keys=True).encode()).hexdigest()[:10]
     path = cache_path(model.fingerprint, imgsz, batch, device, kind=f"head-{digest}")
 
     def measure() -> Dict[str, Any]:
@@ -240,13 +253,36 @@ def head_profile(
                 decoders[current[0]] = make_codec()
             return decoders[current[0]].decode(blob)
 
-        return dict(
+        data = dict(
             _model_facts(model, name, imgsz, batch, device),
             layer_ms=measure_layers(model, imgsz, batch), preprocess_ms=measure_preprocess(shots, imgsz),
             cuts=measure_cuts(model, shots, imgsz, encode=encode, decode=decode), codec=dict(codec),
+            whole_postprocess_ms=measure_postprocess(model, shots, imgsz),
         )
+        if image_codec is not None:
+            data["images"] = {image_codec[0]: measure_image_codec(shots, imgsz, *image_codec[1:])}
+        return data
 
     return dict(cached(path, measure), model=name, codec=dict(codec))
+
+
+def measure_image_codec(images: Sequence[Any], imgsz: int, encode: Callable[[Any], bytes],
+                        decode: Callable[[bytes], Any]) -> Dict[str, float]:
+    """Mean bytes, encode and decode milliseconds per letterboxed frame with an image codec (offload's cost)."""
+    from .preprocess import letterboxed_uint8
+
+    sizes, enc, dec = [], [], []
+    for image in images:
+        frame = letterboxed_uint8(image, imgsz)
+        t = time.perf_counter()
+        data = encode(frame)
+        t1 = time.perf_counter()
+        decode(data)
+        enc.append((t1 - t) * 1000.0)
+        dec.append((time.perf_counter() - t1) * 1000.0)
+        sizes.append(float(len(data)))
+    return {"bytes": round(statistics.fmean(sizes), 1), "encode_ms": round(statistics.median(enc), 4),
+            "decode_ms": round(statistics.median(dec), 4)}
 
 
 def tail_profile(model: Model, *, name: str, imgsz: int, batch: int,
@@ -261,7 +297,7 @@ def tail_profile(model: Model, *, name: str, imgsz: int, batch: int,
         data = dict(_model_facts(model, name, imgsz, batch, device), layer_ms=measure_layers(model, imgsz, 1),
                     postprocess_ms=measure_postprocess(model, shots, imgsz))
         if batch > 1:
-            data["batch_layer_ms"] = measure_layers(model, imgsz, batch, repeats=2, warmup=1)
+            data["batch_layer_ms"] = measure_layers(model, imgsz, batch, repeats=1, warmup=1)
         return data
 
     return dict(cached(path, measure), model=name)

@@ -4,6 +4,10 @@ Features come from devices and are not trusted: before any layer runs, a blob mu
 model's biggest live set at the assigned input size (the decoder refuses more before allocating), and the decoded
 FeatureSet must be exactly what this model's head produces at its cut: the same model fingerprint, input size,
 live layers, channels and spatial sizes, at most ``MAX_BATCH`` frames, finite values.
+
+A head in offload mode sends its letterboxed frames instead (:mod:`splitinfer.codec.frames`): at most
+``MAX_BATCH`` images of exactly the assigned input size, decoded only once their headers say so; the tail runs
+the whole model on them.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from splitinfer.broker.client import Message
 from splitinfer.broker.messages import Assignment, unpack_features
 from splitinfer.broker.topics import Topics
 from splitinfer.errors import CodecError, ModelError
-from splitinfer.features import FeatureSet
+from splitinfer.features import FeatureSet, FrameMeta
 from splitinfer.node.models import load_assigned_model
 from splitinfer.splitting import Tail, layer_shapes, postprocess
 from splitinfer.splitting.model import Model, default_imgsz
@@ -29,7 +33,7 @@ MAX_BATCH = 16  # frames in one head's blob
 @dataclass
 class Decoded:
     head: str
-    features: FeatureSet
+    features: Optional[FeatureSet]  # split: the tensors at the cut
     stages: Dict[str, float]
     transit_ms: float
     decode_ms: float
@@ -38,6 +42,20 @@ class Decoded:
     skewed: bool = False  # the head's clock is ahead of ours beyond what its offset estimate explains
     sent: float = 0.0  # the head's clock when it published
     received: float = 0.0  # our clock when the message arrived
+    images: Any = None  # offload: B×3×H×W float in [0, 1]
+    frames: Tuple[FrameMeta, ...] = ()  # offload: where each image came from
+
+    @property
+    def mode(self) -> str:
+        return "split" if self.features is not None else "offload"
+
+    @property
+    def metas(self) -> Tuple[FrameMeta, ...]:
+        return self.features.frames if self.features is not None else self.frames
+
+    @property
+    def batch(self) -> int:
+        return len(self.metas)
 
 
 @dataclass
@@ -62,18 +80,39 @@ class TailPipeline:
         return cls(model=model, decoder=decoder, tails={}, imgsz=imgsz, shapes=shapes)
 
     def decode(self, msg: Message, topics: Topics) -> Decoded:
+        from splitinfer.codec.frames import is_frames
+
         parsed = topics.parse(msg.topic)
         sent, stages, blob = unpack_features(msg.payload)
         t = time.perf_counter()
-        features = self.decoder.decode(blob, device=str(self.model.device))
-        self.check(features)
+        features: Optional[FeatureSet] = None
+        images: Any = None
+        frames: Tuple[FrameMeta, ...] = ()
+        if is_frames(blob):
+            images, frames = self._images(blob)
+        else:
+            features = self.decoder.decode(blob, device=str(self.model.device))
+            self.check(features)
+            frames = features.frames
         decode_ms = (time.perf_counter() - t) * 1000.0
-        if any(f.source != parsed.device for f in features.frames):
-            raise CodecError(f"features on {msg.topic} claim another source {features.frames[0].source!r}")
+        if any(f.source != parsed.device for f in frames):
+            raise CodecError(f"features on {msg.topic} claim another source {frames[0].source!r}")
         offset = stages.pop("clock_offset_ms", 0.0)  # the head's estimate of our clock minus its clock
         transit = (msg.received_wall - sent) * 1000.0 - offset
         return Decoded(parsed.device, features, stages, max(0.0, transit), decode_ms, len(msg.payload),
-                       clock_offset_ms=offset, skewed=transit < -50.0, sent=sent, received=msg.received_wall)
+                       clock_offset_ms=offset, skewed=transit < -50.0, sent=sent, received=msg.received_wall,
+                       images=images, frames=tuple(frames) if features is None else ())
+
+    def _images(self, blob: bytes) -> Tuple[Any, Tuple[FrameMeta, ...]]:
+        """Offload: the letterboxed frames as the network's input batch (RGB, float in [0, 1])."""
+        import numpy as np
+        import torch
+
+        from splitinfer.codec.frames import decode_frames
+
+        images, frames, _ = decode_frames(blob, max_frames=MAX_BATCH, expect=(self.imgsz, self.imgsz))
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2))).float().div_(255.0)
+        return x.to(self.model.device), tuple(frames)
 
     def check(self, features: FeatureSet) -> None:
         """ModelError unless ``features`` is exactly what this model's head sends at its cut (see the module)."""
@@ -97,28 +136,40 @@ class TailPipeline:
                 raise CodecError(f"layer {i}'s tensor holds NaN or infinity")
 
     def group(self, decoded: List[Decoded]) -> List[List[Decoded]]:
-        """Frames that can run as one batch: same cut, layers, input size and model."""
+        """Frames that can run as one batch: same cut, layers, input size and model (or all offloaded frames)."""
         groups: Dict[Tuple[Any, ...], List[Decoded]] = {}
         for d in decoded:
             f = d.features
-            key = (f.cut, f.layers, f.input_shape, f.model, tuple(tuple(t.shape[1:]) for t in f.tensors))
+            key: Tuple[Any, ...] = ("offload",) if f is None else (
+                f.cut, f.layers, f.input_shape, f.model, tuple(tuple(t.shape[1:]) for t in f.tensors))
             groups.setdefault(key, []).append(d)
         return list(groups.values())
+
+    def _forward(self, group: List[Decoded]) -> Tuple[Any, Optional[int]]:
+        """The group's output: the tail layers on its features, or the whole model on its offloaded frames."""
+        import torch
+
+        first = group[0].features
+        if first is None:
+            with torch.no_grad():
+                return self.model(torch.cat([d.images for d in group]).to(self.model.dtype)), None
+        tail = self.tails.get(first.cut)
+        if tail is None:
+            tail = self.tails[first.cut] = Tail(self.model, self.model.graph.check_cut(first.cut))
+        merged = FeatureSet(
+            cut=first.cut, layers=first.layers, input_shape=first.input_shape, model=first.model,
+            frames=tuple(meta for d in group for meta in d.metas),
+            tensors=tuple(torch.cat([d.features.tensors[k] for d in group if d.features is not None])
+                          for k in range(len(first.tensors))),
+        )
+        return tail(merged), first.cut
 
     def run(self, group: List[Decoded], *, conf: float, iou: float) -> List[Tuple[str, Dict[str, Any]]]:
         import torch
 
-        first = group[0].features
-        tail = self.tails.get(first.cut)
-        if tail is None:
-            tail = self.tails[first.cut] = Tail(self.model, self.model.graph.check_cut(first.cut))
-        frames = [meta for d in group for meta in d.features.frames]
-        merged = FeatureSet(
-            cut=first.cut, layers=first.layers, input_shape=first.input_shape, model=first.model, frames=tuple(frames),
-            tensors=tuple(torch.cat([d.features.tensors[k] for d in group]) for k in range(len(first.tensors))),
-        )
+        frames = [meta for d in group for meta in d.metas]
         t0 = time.perf_counter()
-        output = tail(merged)
+        output, cut = self._forward(group)
         if self.model.device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
@@ -130,12 +181,12 @@ class TailPipeline:
         results = []
         k = 0
         for d in group:
-            per_frame_bytes = d.payload_bytes / d.features.batch
-            for _ in range(d.features.batch):
+            per_frame_bytes = d.payload_bytes / d.batch
+            for _ in range(d.batch):
                 det = detections[k]
                 k += 1
                 record = det.to_dict()
-                record.update(head=d.head, cut=first.cut, payload_bytes=int(per_frame_bytes),
+                record.update(head=d.head, cut=cut, mode=d.mode, payload_bytes=int(per_frame_bytes),
                               clock={"sent": d.sent, "received": d.received}, timings={
                     **{name: round(v, 3) for name, v in d.stages.items()},
                     "transit_ms": round(d.transit_ms, 3), "decode_ms": round(d.decode_ms, 3),

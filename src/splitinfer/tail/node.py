@@ -193,11 +193,11 @@ class TailNode:
             try:
                 results = self.pipeline.run(group, conf=self.conf, iou=self.iou)
             except SplitInferError as exc:
-                self.counts["rejected"] += sum(d.features.batch for d in group)
+                self.counts["rejected"] += sum(d.batch for d in group)
                 log.warning("%s: rejected features: %s", self.device_id, exc)
                 continue
             except Exception:
-                self.counts["errors"] += sum(d.features.batch for d in group)
+                self.counts["errors"] += sum(d.batch for d in group)
                 log.exception("%s: a batch from %s failed", self.device_id, sorted({d.head for d in group}))
                 continue
             self._publish(results)
