@@ -25,8 +25,11 @@ def run(
                                              "or synthetic[:N].")] = "synthetic",
     frames: Annotated[Optional[int], typer.Option(min=0, help="Frames to run (default: 60; 0 = the whole source).")
                       ] = 60,
-    cut: Annotated[str, typer.Option(help="a|b|c|d, a layer number, or auto (the coordinator picks it from the "
-                                          "nodes' profiles).")] = "b",
+    cut: Annotated[str, typer.Option(help="a|b|c|d, a layer number, local (the whole model on the head), offload "
+                                          "(frames to the tail; needs --allow-offload), or auto (the coordinator "
+                                          "picks from the nodes' profiles).")] = "b",
+    allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let the head send its frames to the tail "
+                                                                       "(offload).")] = False,
     bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
     batch: Annotated[int, typer.Option(min=1, help="Frames per head batch.")] = 1,
@@ -53,6 +56,7 @@ def run(
         raise FleetConfigError("only --local is supported: it runs the whole system on this machine "
                               "(use `splitctl deploy` for a fleet)")
     job = LocalRun(model=model, source=source, frames=frames or None, cut=cut, bits=bits, imgsz=imgsz, batch=batch,
+                   allow_offload=allow_offload,
                    fps=fps, out=out, annotate=annotate, broker=broker, stall=stall)
 
     def note(text: str) -> None:
@@ -96,7 +100,7 @@ def _print_summary(summary: Dict[str, Any]) -> None:
     table.add_column("p99 ms", justify="right")
     for stage, v in summary["stages_ms"].items():
         name = "e2e (queueing incl.)" if stage == "e2e_ms" else stage.replace("_ms", "")
-        table.add_row(name, str(v["p50"]), str(v["p99"]))
+        table.add_row(name, *("—" if v[q] is None else str(v[q]) for q in ("p50", "p99")))
     console.print(table)
     console.print(f"{summary['frames']} of {summary['frames_captured']} frames detected ({summary['dropped']} "
                   f"dropped), {summary['fps']} fps delivered, {summary['payload_bytes_mean']:,} bytes/frame; "

@@ -40,7 +40,7 @@ CSV_COLUMNS = (
 TAIL_QUEUE_MAX = 5000
 """A finite source read at ``--fps 0`` gets a tail queue as long as the source (up to this many frames), so a
 tail that falls behind drops nothing; the default queue (64) otherwise."""
-_PRESETS = ("a", "b", "c", "d", "auto")
+_PRESETS = ("a", "b", "c", "d", "auto", "local", "offload")
 
 
 @dataclass
@@ -60,6 +60,7 @@ class LocalRun:
     broker: str = "mosquitto"
     stall: float = 60.0  # seconds without progress, with frames outstanding, before giving up
     tail_batch: int = 8
+    allow_offload: bool = False  # the head may send its frames to the tail (cut offload, or auto's choice)
     head_args: List[str] = field(default_factory=list)  # extra `splitctl node head` options (benchmarks)
     tail_args: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
@@ -120,10 +121,10 @@ def _video_frames(spec: str) -> Optional[int]:
 
 
 def check_cut_syntax(cut: str) -> None:
-    """A preset, ``auto`` or a layer number; whether the number fits the model is checked with the model."""
+    """A preset, ``auto``, a mode or a layer number; whether the number fits the model is checked with it."""
     key = cut.strip().lower()
     if key not in _PRESETS and not key.isdigit():
-        raise ModelError(f"unknown cut {cut!r}: expected a|b|c|d, auto, or a layer number")
+        raise ModelError(f"unknown cut {cut!r}: expected a|b|c|d, auto, local, offload, or a layer number")
 
 
 def check_settings(run: LocalRun) -> Optional[int]:
@@ -172,7 +173,7 @@ def check_job(run: LocalRun, model: str) -> None:
 
     loaded = load_model(model)
     default_imgsz(loaded, run.imgsz)
-    if run.cut.strip().lower() != "auto":  # auto: the coordinator picks a cut from the nodes' profiles
+    if run.cut.strip().lower() not in ("auto", "local", "offload"):  # auto: the coordinator picks from profiles
         loaded.graph.resolve_cut(run.cut)
     CodecSettings(bits=run.bits)
 
@@ -305,7 +306,8 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Pro
     procs.start("coordinator", node_command(
         "coordinator", *common, "--model", name, "--sha256", digest, "--imgsz", str(run.imgsz), "--cut", run.cut,
         "--bits", str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch),
-        "--inventory", "tail-1=tail", "--inventory", "head-1=head"))
+        "--inventory", "tail-1=tail", "--inventory", "head-1=head",
+        *(["--offload", "head-1"] if run.allow_offload else [])))
     # lossless over a file: room in the tail's queue for every frame (run.tail_args, given after, still win)
     queue = ["--queue", str(min(max(64, total), TAIL_QUEUE_MAX))] if run.fps <= 0 and total else []
     procs.start("tail", node_command("node", "tail", *common, "--id", "tail-1", "--model-dir", folder, *queue,
@@ -317,6 +319,7 @@ def _start_head(run: LocalRun, model: str, url: str, fleet: str, procs: Processe
     procs.start("head", node_command(
         "node", "head", "--broker", url, "--fleet", fleet, "--id", "head-1", "--source", run.source, "--fps",
         str(run.fps), "--model-dir", folder, *(["--frames", str(run.frames)] if run.frames else []),
+        *(["--allow-offload"] if run.allow_offload else []),
         *run.head_args), stdout=subprocess.PIPE)  # the head prints its final counts as JSON
 
 
@@ -422,11 +425,18 @@ def delivered_fps(records: List[Dict[str, Any]]) -> Optional[float]:
     return round(len(records) / max(span, 1e-3), 2)
 
 
+def _where(record: Dict[str, Any]) -> str:
+    """How a frame ran: its cut (split), or ``local`` / ``offload``."""
+    mode = record.get("mode") or "split"
+    return str(record["cut"]) if mode == "split" else str(mode)
+
+
 def _cuts(records: List[Dict[str, Any]]) -> Tuple[Optional[int], Dict[str, int]]:
-    """The cut of the last frame (where ``auto`` settled) and how many frames ran at each cut."""
+    """The cut of the last frame (where ``auto`` settled; None for local or offload) and how many frames ran at
+    each cut or mode."""
     seen: Dict[str, int] = {}
     for r in records:
-        seen[str(r["cut"])] = seen.get(str(r["cut"]), 0) + 1
+        seen[_where(r)] = seen.get(_where(r), 0) + 1
     last = max(records, key=lambda r: r["timestamp"])["cut"] if records else None
     return last, seen
 
@@ -442,6 +452,7 @@ def _summary(run: LocalRun, model: str, broker_kind: str, records: List[Dict[str
     cut, cuts = _cuts(records)
     return {
         "model": model, "source": run.source, "cut": cut, "cuts": cuts, "cut_spec": run.cut,
+        "modes": sorted({str(r.get("mode") or "split") for r in records}),
         "bits": run.bits, "imgsz": run.imgsz, "broker": broker_kind,
         "frames": len(records), "frames_captured": captured, "frames_sent": tally.sent,
         "dropped": captured - len(records),
