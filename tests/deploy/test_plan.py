@@ -114,7 +114,7 @@ def test_cut_and_bits_overrides_reach_assignments_of_heads_only() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("cut", "z", "--cut: expected a, b, c, d, auto or a layer index ≥ 1, got 'z'"),
+        ("cut", "z", "--cut: expected a, b, c, d, auto, local, offload or a layer index ≥ 1, got 'z'"),
         ("bits", 12, "--bits: expected 2..8 (quantized) or 16/32 (passthrough), got 12"),
         ("only", ["nope"], "--only: no device 'nope' in the fleet (devices: cam-1, gpu-1, cam-2, gpu-2)"),
     ],
