@@ -189,7 +189,8 @@ def test_unreachable_engine_check_and_deploy(fleet_file: Path) -> None:
 
 def test_deploy_bad_cut_override(fleet_file: Path) -> None:
     result = runner.invoke(app, ["deploy", "--cut", "x", "-f", str(fleet_file)])
-    assert result.exit_code == 1 and "--cut: expected a, b, c, d, auto, local, offload or a layer index" in _flat(result.stderr)
+    assert result.exit_code == 1
+    assert "--cut: expected a, b, c, d, auto, local, offload or a layer index" in _flat(result.stderr)
 
 
 def test_logs_unknown_device(fleet_file: Path) -> None:

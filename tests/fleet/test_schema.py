@@ -49,7 +49,8 @@ def test_duplicate_id_names_both_entries(tmp_path: Path) -> None:
 
 def test_unknown_cut(tmp_path: Path) -> None:
     message = _load(tmp_path, BASE.replace('source: "0"}', 'source: "0", cut: e}'))
-    assert message == "fleet.yaml: devices[0].cut: expected a, b, c, d, auto, local, offload or a layer index ≥ 1, got 'e'"
+    assert message == ("fleet.yaml: devices[0].cut: expected a, b, c, d, auto, local, offload or a layer index ≥ 1, "
+                       "got 'e'")
     message = _load(tmp_path, BASE + "defaults: {cut: 0}\n")
     assert message == "fleet.yaml: defaults.cut: expected a layer index ≥ 1, got 0"
 
