@@ -105,12 +105,21 @@ def test_c_and_python_write_the_same_bytes(seed: int) -> None:
 def test_c_and_python_agree_on_garbage(data: bytes, shape: tuple) -> None:
     """Every input gets the same verdict both ways: the same symbols, or a CodecError (never anything else)."""
     outcomes = []
-    for decode in (arith.decode, lambda d, s: python_path(arith.decode, d, s)):
+    for decode in (arith.decode, lambda d, s: python_path(arith.decode, d, s)):  # at the default limit
         try:
             outcomes.append(decode(data, shape).tobytes())
         except CodecError as exc:
             outcomes.append(str(exc))
     assert outcomes[0] == outcomes[1]
+
+
+def test_decode_limit_refuses_larger_symbols() -> None:
+    q = np.array([[[0, 5, -arith.QMAX - 1]]], dtype=np.int16)
+    data = arith.encode(q)
+    assert np.array_equal(arith.decode(data, q.shape), q)
+    for decode in (arith.decode, lambda *a, **k: python_path(lambda: arith.decode(*a, **k))):
+        with pytest.raises(CodecError, match="magnitude over"):
+            decode(data, q.shape, limit=arith.QMAX)
 
 
 def test_streams_are_exact_in_length() -> None:

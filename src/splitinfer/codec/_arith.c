@@ -138,6 +138,17 @@ static int any_nonzero(const int16_t *p, Py_ssize_t n) {
     return acc != 0;
 }
 
+/* any_nonzero, and the smallest value seen into *lowest */
+static int scan_group(const int16_t *p, Py_ssize_t n, int16_t *lowest) {
+    int16_t acc = 0, low = *lowest;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        acc |= p[i];
+        low = p[i] < low ? p[i] : low;
+    }
+    *lowest = low;
+    return acc != 0;
+}
+
 static inline int mini(int a, int b) { return a < b ? a : b; }
 static inline int absi(int v) { return v < 0 ? -v : v; }
 static inline int sgn(int v) { return (v > 0) - (v < 0); }
@@ -165,14 +176,17 @@ static void enc_value(Enc *e, Model *m, const int16_t *row, const int16_t *up, P
     for (int i = n - 1; i >= 0; i--) enc_equal(e, (rest >> i) & 1);
 }
 
-static void encode_groups(Enc *e, const int16_t *q, Py_ssize_t groups, Py_ssize_t height, Py_ssize_t width,
-                          const int16_t *zeros) {
+/* returns 0 if some symbol is -32768 (the stream is then to be discarded) */
+static int encode_groups(Enc *e, const int16_t *q, Py_ssize_t groups, Py_ssize_t height, Py_ssize_t width,
+                         const int16_t *zeros) {
     Model m;
     model_init(&m);
     int prev = 0;
+    int16_t lowest = 0;
     for (Py_ssize_t g = 0; g < groups; g++) {
         const int16_t *plane = q + g * height * width;
-        int active = any_nonzero(plane, height * width);
+        int active = scan_group(plane, height * width, &lowest);
+        if (lowest == INT16_MIN) return 0;
         enc_bit(e, &m.group[prev], active);
         prev = active;
         if (!active) continue;
@@ -192,6 +206,7 @@ static void encode_groups(Enc *e, const int16_t *q, Py_ssize_t groups, Py_ssize_
         }
     }
     for (int i = 0; i < 5; i++) shift_low(e);
+    return 1;
 }
 
 /* ------------------------------------------------------------------------------------------------ decoder */
@@ -239,7 +254,8 @@ static inline int dec_equal(Dec *d) {
 }
 
 /* 0, or an error message */
-static const char *dec_value(Dec *d, Model *m, int16_t *row, const int16_t *up, Py_ssize_t w, Py_ssize_t width) {
+static const char *dec_value(Dec *d, Model *m, int16_t *row, const int16_t *up, Py_ssize_t w, Py_ssize_t width,
+                             int limit) {
     int left = w > 0 ? row[w - 1] : 0, above = up[w];
     int l = absi(left), u = absi(above);
     int ul = w > 0 ? absi(up[w - 1]) : 0, ur = w + 1 < width ? absi(up[w + 1]) : 0;
@@ -260,13 +276,13 @@ static const char *dec_value(Dec *d, Model *m, int16_t *row, const int16_t *up, 
         for (int i = 0; i < n; i++) rest = (rest << 1) | (uint32_t)dec_equal(d);
         mag = K_UNARY + (int)(rest - 1);
     }
-    if (mag + 1 > SYMBOL_MAX) return "a magnitude over the symbol range";
+    if (mag + 1 > limit) return "a magnitude over the symbol range";
     row[w] = (int16_t)(negative ? -(mag + 1) : mag + 1);
     return 0;
 }
 
 static const char *decode_groups(Dec *d, int16_t *q, Py_ssize_t groups, Py_ssize_t height, Py_ssize_t width,
-                                 const int16_t *zeros) {
+                                 int limit, const int16_t *zeros) {
     if (d->len < 5) return "a stream shorter than the coder's 5-byte start";
     if (next_byte(d) != 0) return "a stream whose first byte is not 0";
     d->range = 0xFFFFFFFFu;
@@ -295,7 +311,7 @@ static const char *decode_groups(Dec *d, int16_t *q, Py_ssize_t groups, Py_ssize
                 continue;
             }
             for (Py_ssize_t w = 0; w < width; w++) {
-                const char *err = dec_value(d, &m, row, up, w, width);
+                const char *err = dec_value(d, &m, row, up, w, width, limit);
                 if (err) return err;
             }
             up = row;
@@ -372,17 +388,16 @@ static PyObject *py_encode(PyObject *Py_UNUSED(self), PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nnn", &q, &groups, &height, &width)) return NULL;
     int ok = check(holds(q.len, groups, height, width, 2) && aligned(&q, 2), "encode: buffer size or alignment");
     const int16_t *sym = (const int16_t *)q.buf;
-    int16_t lowest = 0;
-    for (Py_ssize_t i = 0; ok && i < q.len / 2; i++) lowest = sym[i] < lowest ? sym[i] : lowest;
-    ok = ok && check(lowest > INT16_MIN, "encode: a symbol is -32768 (|symbol| must be <= 32767)");
     int16_t *zeros = ok ? (int16_t *)calloc((size_t)width, sizeof(int16_t)) : NULL;
     ok = ok && check(zeros != NULL, "encode: out of memory");
     Enc e = {0, 0xFFFFFFFFu, 0, 1, NULL, 0, 0, 0};
     if (ok) {
+        int valid;
         Py_BEGIN_ALLOW_THREADS
-        encode_groups(&e, sym, groups, height, width, zeros);
+        valid = encode_groups(&e, sym, groups, height, width, zeros);
         Py_END_ALLOW_THREADS
-        ok = check(!e.failed, "encode: out of memory");
+        ok = check(valid, "encode: a symbol is -32768 (|symbol| must be <= 32767)") &&
+             check(!e.failed, "encode: out of memory");
     }
     PyObject *result = ok ? PyBytes_FromStringAndSize((const char *)e.buf, (Py_ssize_t)e.len) : NULL;
     free(e.buf);
@@ -391,19 +406,21 @@ static PyObject *py_encode(PyObject *Py_UNUSED(self), PyObject *args) {
     return result;
 }
 
-/* decode(data: bytes-like, groups, height, width, out: int16[groups * height * width]) */
+/* decode(data: bytes-like, groups, height, width, limit, out: int16[groups * height * width]): |symbols| <= limit */
 static PyObject *py_decode(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data, out;
     Py_ssize_t groups, height, width;
-    if (!PyArg_ParseTuple(args, "y*nnnw*", &data, &groups, &height, &width, &out)) return NULL;
-    int ok = check(holds(out.len, groups, height, width, 2) && aligned(&out, 2), "decode: buffer size or alignment");
+    int limit;
+    if (!PyArg_ParseTuple(args, "y*nnniw*", &data, &groups, &height, &width, &limit, &out)) return NULL;
+    int ok = check(holds(out.len, groups, height, width, 2) && aligned(&out, 2) && limit >= 0 && limit <= SYMBOL_MAX,
+                   "decode: buffer size, alignment or limit");
     int16_t *zeros = ok ? (int16_t *)calloc((size_t)width, sizeof(int16_t)) : NULL;
     ok = ok && check(zeros != NULL, "decode: out of memory");
     const char *err = NULL;
     if (ok) {
         Dec d = {0, 0, (const uint8_t *)data.buf, (size_t)data.len, 0};
         Py_BEGIN_ALLOW_THREADS
-        err = decode_groups(&d, (int16_t *)out.buf, groups, height, width, zeros);
+        err = decode_groups(&d, (int16_t *)out.buf, groups, height, width, limit, zeros);
         Py_END_ALLOW_THREADS
         ok = check(err == NULL, err);
     }
@@ -458,7 +475,7 @@ static PyObject *py_dequantize(PyObject *Py_UNUSED(self), PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS, "encode(q, groups, height, width) -> bytes"},
-    {"decode", py_decode, METH_VARARGS, "decode(data, groups, height, width, out)"},
+    {"decode", py_decode, METH_VARARGS, "decode(data, groups, height, width, limit, out)"},
     {"quantize", py_quantize, METH_VARARGS, "quantize(x, mean, inv, per, qmax, out) -> all finite"},
     {"dequantize", py_dequantize, METH_VARARGS, "dequantize(q, mean, step, per, out)"},
     {NULL, NULL, 0, NULL},

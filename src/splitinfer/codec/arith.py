@@ -100,17 +100,20 @@ def encode(q: np.ndarray) -> bytes:
     return _py_encode(q)
 
 
-def decode(data: Union[bytes, memoryview], shape: Tuple[int, int, int]) -> np.ndarray:
-    """The int16 symbols ``[groups, height, width]`` of one stream; CodecError if it is malformed."""
+def decode(data: Union[bytes, memoryview], shape: Tuple[int, int, int], limit: int = SYMBOL_MAX) -> np.ndarray:
+    """The int16 symbols ``[groups, height, width]`` of one stream, each ``|symbol| <= limit``; CodecError if it
+    is malformed or spells a larger symbol."""
     groups, height, width = shape
+    if not 0 <= limit <= SYMBOL_MAX:
+        raise CodecError(f"codec: symbol limit {limit} outside 0..{SYMBOL_MAX}")
     out = np.empty((groups, height, width), dtype=np.int16)
     if native is not None:
         try:
-            native.decode(data, groups, height, width, out)
+            native.decode(data, groups, height, width, limit, out)
         except ValueError as exc:
             raise CodecError(f"codec: payload stream: {exc}") from exc
         return out
-    error = _py_decode(memoryview(data).cast("B"), out)
+    error = _py_decode(memoryview(data).cast("B"), out, limit)
     if error:
         raise CodecError(f"codec: payload stream: {error}")
     return out
@@ -273,7 +276,9 @@ class _Decoder:
 TRUNCATED = "a stream that ends before its symbols do (truncated or corrupt)"
 
 
-def _py_value(d: _Decoder, fast: List[int], slow: List[int], left: int, above: int, ul: int, ur: int) -> Any:
+def _py_value(
+    d: _Decoder, fast: List[int], slow: List[int], left: int, above: int, ul: int, ur: int, limit: int
+) -> Any:
     """One value (an int), or an error message (a str)."""
     lft, up = abs(left), abs(above)
     if not d.bit(fast, slow, ZERO + (min(lft, 2) * 3 + min(up, 2)) * 3 + min(ul + ur, 2)):
@@ -292,12 +297,12 @@ def _py_value(d: _Decoder, fast: List[int], slow: List[int], left: int, above: i
         for _ in range(n):
             rest = (rest << 1) | d.equal()
         mag = K_UNARY + rest - 1
-    if mag + 1 > SYMBOL_MAX:
+    if mag + 1 > limit:
         return "a magnitude over the symbol range"
     return -(mag + 1) if negative else mag + 1
 
 
-def _py_decode(data: memoryview, out: np.ndarray) -> Optional[str]:
+def _py_decode(data: memoryview, out: np.ndarray, limit: int) -> Optional[str]:
     groups, height, width = out.shape
     d = _Decoder(data)
     if d.len < 5:
@@ -324,7 +329,7 @@ def _py_decode(data: memoryview, out: np.ndarray) -> Optional[str]:
             for w in range(width):
                 ul = abs(up[w - 1]) if w > 0 else 0
                 ur = abs(up[w + 1]) if w + 1 < width else 0
-                v = _py_value(d, fast, slow, row[w - 1] if w > 0 else 0, up[w], ul, ur)
+                v = _py_value(d, fast, slow, row[w - 1] if w > 0 else 0, up[w], ul, ur, limit)
                 if isinstance(v, str):
                     return v
                 row[w] = v

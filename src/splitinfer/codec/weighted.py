@@ -220,8 +220,10 @@ class WeightedCoder:
         tensors: List[torch.Tensor] = []
         symbols: List[np.ndarray] = []
         for ti, (shape, stream, dtype) in enumerate(zip(shapes, streams, dtypes)):
-            q = arith.decode(stream, coder_shape(shape))
-            q = _undelta(q, frames, keys, ti)
+            any_delta = any(k is not None for k in keys)
+            q = arith.decode(stream, coder_shape(shape), limit=arith.SYMBOL_MAX if any_delta else arith.QMAX)
+            if any_delta:
+                q = _undelta(q, frames, keys, ti)
             symbols.append(q)
             tensors.append(self._dequantize(q, shape, frames, ti, device).to(dtype))
         for b, f in enumerate(frames):
@@ -330,16 +332,16 @@ def _read_frame(r: wire.Reader) -> _Frame:
 
 
 def _undelta(q: np.ndarray, frames: List[_Frame], keys: List[Optional[_Key]], ti: int) -> np.ndarray:
-    """Add each delta frame's keyframe symbols back; every frame's symbols must then lie in ±QMAX."""
+    """Add each delta frame's keyframe symbols back; every frame's symbols must then lie in ±QMAX (the coder
+    checked intra frames' already)."""
     per = q.shape[0] // len(frames)
-    if any(k is not None for k in keys):
-        q = q.astype(np.int32)
-        for b, key in enumerate(keys):
-            if key is not None:
-                q[b * per : (b + 1) * per] += key.symbols[ti]
-    if q.size and int(np.abs(q).max()) > arith.QMAX:  # int32 here, or int16 in [-32767, 32767] from the coder
+    out = q.astype(np.int32)
+    for b, key in enumerate(keys):
+        if key is not None:
+            out[b * per : (b + 1) * per] += key.symbols[ti]
+    if out.size and int(np.abs(out).max()) > arith.QMAX:
         raise CodecError(f"codec: tensor {ti}: a symbol outside ±{arith.QMAX}")
-    return q.astype(np.int16, copy=False)
+    return out.astype(np.int16)
 
 
 def _quantize(t: torch.Tensor, mean: np.ndarray, inv: np.ndarray) -> np.ndarray:
