@@ -93,10 +93,13 @@ def encode(q: np.ndarray) -> bytes:
     q = np.ascontiguousarray(q, dtype=np.int16)
     if q.ndim != 3 or q.shape[1] < 1 or q.shape[2] < 1:
         raise CodecError(f"codec: the coder takes [groups, height, width] symbols, got shape {q.shape}")
-    if q.size and int(q.min()) < -SYMBOL_MAX:
-        raise CodecError("codec: a symbol is -32768 (|symbol| must be <= 32767)")
     if native is not None:
-        return bytes(native.encode(q, *q.shape))
+        try:
+            return bytes(native.encode(q, *q.shape))
+        except ValueError as exc:  # the C coder checks the symbols in the pass it makes anyway
+            raise CodecError(f"codec: {exc}") from exc
+    if q.size and int(q.min()) < -SYMBOL_MAX:
+        raise CodecError("codec: encode: a symbol is -32768 (|symbol| must be <= 32767)")
     return _py_encode(q)
 
 

@@ -61,6 +61,7 @@ class CalibrationTable:
     sensitivity: Tuple[np.ndarray, ...]  # float32 [channels] per tensor, finite, >= 0
     mean: Tuple[np.ndarray, ...]  # float32 [channels] per tensor, finite
     meta: Dict[str, Any] = field(default_factory=dict)
+    _digest: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
         try:
@@ -72,13 +73,14 @@ class CalibrationTable:
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "layers", tuple(int(n) for n in self.layers))
         _validate(self)
+        object.__setattr__(self, "_digest", _digest(self))
 
     # ---------------------------------------------------------------------------------------- identity
 
     @property
     def digest(self) -> bytes:
         """sha256 (32 bytes) of the canonical content: what a blob names."""
-        return _digest(self)
+        return self._digest  # computed once, in __post_init__
 
     @property
     def hexdigest(self) -> str:
