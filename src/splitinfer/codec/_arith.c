@@ -62,11 +62,11 @@ static inline uint32_t prob0(const Prob *p) { return ((uint32_t)p->fast + p->slo
 
 static inline void adapt(Prob *p, int bit) {
     if (bit) {
-        p->fast -= p->fast >> FAST;
-        p->slow -= p->slow >> SLOW;
+        p->fast = (uint16_t)(p->fast - (p->fast >> FAST));
+        p->slow = (uint16_t)(p->slow - (p->slow >> SLOW));
     } else {
-        p->fast += (PROB_ONE - p->fast) >> FAST;
-        p->slow += (PROB_ONE - p->slow) >> SLOW;
+        p->fast = (uint16_t)(p->fast + ((PROB_ONE - p->fast) >> FAST)); /* stays below PROB_ONE */
+        p->slow = (uint16_t)(p->slow + ((PROB_ONE - p->slow) >> SLOW));
     }
 }
 
