@@ -11,10 +11,10 @@ __all__ = ["DEFAULT_QUALITY", "CodecSettings", "delta_for"]
 
 FLOAT_BITS = (16, 32)
 # the sensitivity-weighted scheme (a calibration table): quality q gives the frame step
-# delta = DELTA_AT_50 * 2 ** ((50 - q) / QUALITY_PER_OCTAVE); each 10 points halve the step (about 2.3x the bytes)
+# delta = DELTA_AT_50 * 2 ** ((50 - q) / QUALITY_PER_OCTAVE): each 20 points halve the step (~1.8x the bytes)
 DEFAULT_QUALITY = 50
-DELTA_AT_50 = 0.0008
-QUALITY_PER_OCTAVE = 10.0
+DELTA_AT_50 = 0.0007
+QUALITY_PER_OCTAVE = 20.0
 GRANULARITIES = ("channel", "tensor")
 LAYOUT_NAMES = ("planes", "bytes")
 
