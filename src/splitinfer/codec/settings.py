@@ -11,7 +11,7 @@ __all__ = ["DEFAULT_QUALITY", "CodecSettings", "delta_for"]
 
 FLOAT_BITS = (16, 32)
 # the sensitivity-weighted scheme (a calibration table): quality q gives the frame step
-# delta = DELTA_AT_50 * 2 ** ((50 - q) / QUALITY_PER_OCTAVE): each 20 points halve the step (2.2-2.5x the bytes at cut d)
+# delta = DELTA_AT_50 * 2 ** ((50 - q) / QUALITY_PER_OCTAVE): 20 points halve the step (2.2-2.5x the bytes, cut d)
 DEFAULT_QUALITY = 50
 DELTA_AT_50 = 0.0007
 QUALITY_PER_OCTAVE = 20.0
