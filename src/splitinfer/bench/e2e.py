@@ -115,7 +115,7 @@ class _Bench:
 
         torch.set_num_threads(self.opts.threads)
         model = splitinfer.load_model(self.opts.model)
-        codec = {"bits": self.opts.bits}
+        codec: Dict[str, Any] = {"bits": self.opts.bits}
         self.head_profile = head_profile(model, name=self.opts.model, imgsz=self.opts.imgsz, batch=1, codec=codec,
                                          make_codec=lambda: Codec(**codec), codec_path=simd.status())
         self.tail_profile = tail_profile(model, name=self.opts.model, imgsz=self.opts.imgsz, batch=1)
