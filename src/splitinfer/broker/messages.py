@@ -104,6 +104,8 @@ class DeviceInfo:
     memory_mb: int = 0
     python: str = ""
     profile: Dict[str, Any] = field(default_factory=dict)
+    device: str = ""  # the torch device the node runs on: "cpu", "cuda:0"
+    failure: str = ""  # why the node failed, when it did
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -120,7 +122,8 @@ class DeviceInfo:
             arch=_get(data, "arch", str, what, ""), accelerator=_get(data, "accelerator", str, what, "cpu"),
             torch=_get(data, "torch", str, what, ""), cuda=_get(data, "cuda", str, what, ""),
             memory_mb=_get(data, "memory_mb", int, what, 0), python=_get(data, "python", str, what, ""),
-            profile=_get(data, "profile", dict, what, {}),
+            profile=_get(data, "profile", dict, what, {}), device=_get(data, "device", str, what, ""),
+            failure=_get(data, "failure", str, what, ""),
         )
 
 

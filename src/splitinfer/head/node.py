@@ -61,7 +61,7 @@ class HeadNode:
         self.profile: Dict[str, Any] = {}
         self._next_probe = 0.0
         self.calibration = Calibration()
-        self.link = NodeLink(config, topics, device_info(device_id, "head"), metrics=self.metrics)
+        self.link = NodeLink(config, topics, device_info(device_id, "head", device=device), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
         g = self.grabber

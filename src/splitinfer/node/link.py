@@ -27,8 +27,9 @@ __all__ = ["NodeLink", "device_info", "link_changed", "measure_link", "rss_mb", 
 log = logging.getLogger("splitinfer.node")
 
 
-def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = None) -> DeviceInfo:
-    """This machine as the info topic describes it."""
+def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = None, *,
+                device: str = "") -> DeviceInfo:
+    """This machine as the info topic describes it; ``device`` is the torch device the node runs on."""
     torch_version = cuda = ""
     accelerator = "cpu"
     try:
@@ -43,7 +44,7 @@ def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = N
     return DeviceInfo(
         id=device_id, role=role, version=__version__, arch=platform.machine(), accelerator=accelerator,
         torch=torch_version, cuda=cuda, memory_mb=_memory_mb(), python=platform.python_version(),
-        profile=dict(profile or {}),
+        profile=dict(profile or {}), device=device,
     )
 
 
