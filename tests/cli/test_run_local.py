@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from splitinfer.cli.app import app
 from splitinfer.cluster.run_local import CSV_COLUMNS
 
-runner = CliRunner()
+from .streams import both, cli_runner
+
+runner = cli_runner()
 
 
 @pytest.mark.model
@@ -19,7 +20,7 @@ runner = CliRunner()
 def test_run_local_falls_back_to_random_weights_and_writes_everything(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", "--local", "--frames", "4", "--imgsz", "128", "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, both(result)
     summary = json.loads(result.stdout)
     assert {"frames", "fps", "e2e_ms_p50", "e2e_ms_p99", "payload_bytes_mean", "dropped"} <= set(summary)
     assert summary["frames"] + summary["dropped"] == 4
@@ -33,7 +34,7 @@ def test_run_local_falls_back_to_random_weights_and_writes_everything(tmp_path: 
 
 def test_run_without_local_says_what_to_do() -> None:
     result = runner.invoke(app, ["run"])
-    assert result.exit_code == 1 and "only --local is supported" in result.output
+    assert result.exit_code == 1 and "only --local is supported" in both(result)
 
 
 @pytest.mark.model
@@ -41,7 +42,7 @@ def test_run_local_reports_a_bad_source(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--local", "--source", str(tmp_path / "missing"), "--model", "yolov8n.yaml",
                                  "--imgsz", "64", "--out", str(tmp_path / "out")])
     assert result.exit_code == 1
-    assert "head process failed" in result.output
+    assert "head process failed" in both(result)
     assert "no such file or folder" in (tmp_path / "out" / "logs" / "head.log").read_text()
 
 
@@ -57,5 +58,5 @@ def test_run_local_reports_a_bad_source(tmp_path: Path) -> None:
 )
 def test_run_local_refuses_bad_settings_before_starting_anything(tmp_path: Path, args: list, message: str) -> None:
     result = runner.invoke(app, ["run", "--local", "--model", "yolov8n.yaml", "--out", str(tmp_path / "o"), *args])
-    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.exit_code == 1 and message in both(result), both(result)
     assert not (tmp_path / "o" / "logs").exists()  # no process was started

@@ -18,11 +18,14 @@ _MODELS: Dict[Tuple[str, str, bool], Model] = {}
 
 
 def resolve_model_path(name: str, model_dir: str) -> str:
-    """A model named in an assignment, as this node sees it: absolute, relative to ``model_dir``, or as given."""
-    if model_dir and not os.path.isabs(name):
-        candidate = os.path.join(model_dir, name)
-        if os.path.exists(candidate):
-            return candidate
+    """A model named in an assignment, as this node sees it: relative to ``model_dir`` (an absolute path: as
+    given, when it exists here), else its file name in ``model_dir`` (where ``splitctl deploy`` copies the fleet's
+    model, whatever its path on the operator's machine), else as given."""
+    if model_dir:
+        first = name if os.path.isabs(name) else os.path.join(model_dir, name)
+        for candidate in (first, os.path.join(model_dir, os.path.basename(name))):
+            if os.path.isfile(candidate):
+                return candidate
     return name
 
 
