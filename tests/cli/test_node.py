@@ -6,11 +6,13 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Iterator
 
 import pytest
 import torch
 
+import splitinfer
 from splitinfer.cli.app import app
 from splitinfer.splitting import device as devices
 
@@ -32,6 +34,7 @@ def restore_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _threads_after(code: str) -> str:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(Path(splitinfer.__file__).parents[1])  # this checkout, installed or not
     return subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                           text=True).stdout.strip()
 

@@ -39,7 +39,7 @@ def broker() -> Iterator[LocalBroker]:
 def fleet_file(tmp_path_factory: pytest.TempPathFactory, dockerd: str, node_image: str,
                broker: LocalBroker) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("rt") / "fleet.yaml"
-    env = {**node_env(), "SPLITINFER_FPS": "4"}
+    env = {**node_env(), "SPLITINFER_FPS": "4", "SPLITINFER_THREADS": "1"}  # three nodes share this machine
 
     def device(device_id: str, role: str) -> dict:
         d = {"id": device_id, "role": role, "docker": dockerd, "env": env, "volumes": node_mounts()}
