@@ -69,6 +69,16 @@ def test_device_info_round_trip_and_role_check() -> None:
         DeviceInfo.from_json(json.dumps({"id": "x", "role": "hed"}).encode())
 
 
+def test_device_info_carries_the_torch_device_and_a_failure() -> None:
+    info = DeviceInfo(id="jetson-01", role="head", device="cuda:0", failure="model file not found")
+    back = DeviceInfo.from_json(info.to_json())
+    assert back.device == "cuda:0" and back.failure == "model file not found"
+    older = DeviceInfo.from_json(json.dumps({"id": "x", "role": "tail"}).encode())  # a node from before
+    assert older.device == "" and older.failure == ""
+    with pytest.raises(ProtocolError, match="field 'device' should be str"):
+        DeviceInfo.from_json(json.dumps({"id": "x", "role": "tail", "device": 0}).encode())
+
+
 def test_parse_json_names_what_it_parsed() -> None:
     with pytest.raises(ProtocolError, match=r"^policy: not JSON"):
         parse_json(b"{", "policy")

@@ -42,11 +42,10 @@ def _threads_after(code: str) -> str:
 @pytest.mark.skipif(CORES < 2, reason="one core: all cores and one thread are the same")
 def test_threads_0_means_every_core_even_after_ultralytics_is_imported() -> None:
     assert _threads_after("import ultralytics, torch; print(torch.get_num_threads())") == "1"  # Ultralytics' default
-    used = _threads_after("from splitinfer.cli.node import set_threads; n = set_threads(0); import ultralytics, torch;"
-                          " print(n, torch.get_num_threads())")
+    setup = "from splitinfer.node.threads import set_threads; "
+    used = _threads_after(setup + "n = set_threads(0); import ultralytics, torch; print(n, torch.get_num_threads())")
     assert used == f"{CORES} {CORES}"
-    assert _threads_after("from splitinfer.cli.node import set_threads; set_threads(1); import ultralytics, torch;"
-                          " print(torch.get_num_threads())") == "1"
+    assert _threads_after(setup + "set_threads(1); import ultralytics, torch; print(torch.get_num_threads())") == "1"
 
 
 @pytest.mark.parametrize("role", ["head", "tail"])

@@ -2,7 +2,6 @@
 
 
 import logging
-import os
 from typing import Optional
 
 import typer
@@ -30,30 +29,11 @@ ProfileOpt = Annotated[bool, typer.Option(help="Measure (or load the cached) per
                                                "model and report it, for --cut auto.")]
 
 
-def set_threads(n: int) -> int:
-    """Give torch ``n`` CPU threads (0: every core this process may use); returns the count.
-
-    Must run before Ultralytics is imported: it sets OMP_NUM_THREADS=1, unless already set, before torch starts
-    its thread pool. Setting the variable first and then torch's own count covers both orders.
-    """
-    count = n if n > 0 else _cores()
-    os.environ["OMP_NUM_THREADS"] = str(count)
-    import torch
-
-    torch.set_num_threads(count)
-    return count
-
-
-def _cores() -> int:
-    """The cores this process may run on (a container's cpuset, not the whole machine, where set)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _prepare(verbose: bool, threads: int, device: str, half: bool) -> str:
     """Logging, threads, then the device this node runs on (resolved: ``cpu``, ``cuda:0``); ModelError when the
     device or fp16 on it cannot be had, before the node connects."""
+    from splitinfer.node.threads import set_threads
+
     count = set_threads(threads)  # first: before anything imports Ultralytics
     from splitinfer.node.link import setup_logging
     from splitinfer.splitting.device import check_half, resolve_device
