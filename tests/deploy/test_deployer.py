@@ -278,3 +278,12 @@ def test_a_copy_that_reads_back_wrong_is_not_marked_and_stops_the_rollout(tmp_pa
     assert "best.pt reached the model volume with sha256" in results[0].message
     assert side.engines["gpu-1"].volume["/models/best.pt.sha256"] == b""  # copied again next time
     assert side.engines["gpu-1"].containers == {}
+
+
+def test_a_stranger_named_like_the_copy_helper_is_left_alone(tmp_path: Path) -> None:
+    side = Fleetside()
+    engine = side.engines.setdefault("gpu-1", FakeEngine("gpu-1"))
+    engine.create(ContainerSpec(name="splitinfer-gpu-1-models", image="x", command=("sleep",)))  # not ours
+    results = _deploy(side, _with_model(tmp_path, b"weights"))
+    assert results[0].status == "failed" and "is in the way of the model copy and is not ours" in results[0].message
+    assert [s.name for s in engine.containers.values()] == ["splitinfer-gpu-1-models"]

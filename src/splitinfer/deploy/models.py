@@ -28,6 +28,7 @@ __all__ = ["CACHE_DIR", "MODEL_DIR", "ModelFile", "cache_volume", "model_files",
 
 MODEL_DIR = "/models"
 CACHE_DIR = "/cache"
+HELPER_LABEL = "splitinfer.helper"
 
 
 def models_volume(fleet: str) -> str:
@@ -109,7 +110,7 @@ def helper_spec(fleet: str, device: str, image: str) -> ContainerSpec:
         name=f"splitinfer-{device}-models",
         image=image,
         command=("true",),
-        labels={LABEL_FLEET: fleet, LABEL_DEVICE: device, "splitinfer.helper": "models"},
+        labels={LABEL_FLEET: fleet, LABEL_DEVICE: device, HELPER_LABEL: "models"},
         volumes=(f"{models_volume(fleet)}:{MODEL_DIR}:rw",),
         network_mode="none",
         restart_policy="no",
@@ -124,7 +125,12 @@ def sync_models(engine: Engine, helper: ContainerSpec, files: Tuple[ModelFile, .
     """
     if not files:
         return []
-    engine.remove(helper.name)  # a leftover from an interrupted deploy
+    leftover = engine.container(helper.name)
+    if leftover is not None:
+        if leftover.labels.get(HELPER_LABEL) != "models":
+            raise DeployError(f"a container named {helper.name} is in the way of the model copy and is not ours; "
+                              "rename or remove it", device=engine.device)
+        engine.remove(leftover.id)  # a leftover from an interrupted deploy
     container = engine.create(helper)
     copied = []
     try:
