@@ -229,3 +229,11 @@ def test_a_checkpoint_without_its_sha256_is_refused_with_the_digest_to_paste() -
         plan_targets(_fleet(model={"path": "other.pt", "sha256": WEIGHTS_SHA}), environ=ENV)
     with pytest.raises(FleetConfigError, match=r"model.table: .*nope.json: file not found"):
         plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "table": "nope.json"}), environ=ENV)
+
+
+def test_the_policy_names_the_model_as_deploy_copies_it() -> None:
+    from splitinfer.deploy.live import policy_from_fleet
+
+    assert policy_from_fleet(_fleet(model={"path": "/home/op/runs/best.pt", "sha256": WEIGHTS_SHA})).model == "best.pt"
+    assert policy_from_fleet(_fleet(model={"path": "yolo11n.yaml"})).model == "yolo11n.yaml"
+    assert policy_from_fleet(_fleet(model={"name": "yolo11n"})).model == "yolo11n.pt"
