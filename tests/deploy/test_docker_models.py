@@ -64,17 +64,24 @@ def _deploy(path: Path) -> List[Dict[str, Any]]:
     return devices
 
 
-def _volume_file(dockerd: str, node_image: str, name: str) -> bytes:
-    """A file of the fleet's model volume, as a container that mounts it reads it."""
+def _volume_sha(dockerd: str, node_image: str, name: str) -> str:
+    """The sha256 of a file of the fleet's model volume, as a node container that mounts it computes it (output
+    kept short: Docker's logs split long lines)."""
+    return _in_volume(dockerd, node_image, f"import hashlib; print(hashlib.sha256(open('/models/{name}', "
+                                           "'rb').read()).hexdigest())")
+
+
+def _in_volume(dockerd: str, node_image: str, code: str) -> str:
     import docker
 
     client = docker.DockerClient(base_url=dockerd)
     try:
-        out = client.containers.run(node_image, ["cat", f"/models/{name}"], remove=True, network_mode="none",
-                                    volumes=[f"splitinfer-{FLEET}-models:/models:ro"])
+        out = client.containers.run(node_image, ["python3", "-c", code], remove=True, network_mode="none",
+                                    environment=node_env(),
+                                    volumes=[f"splitinfer-{FLEET}-models:/models:ro", *node_mounts()])
     finally:
         client.close()
-    return bytes(out)
+    return bytes(out).decode().strip()
 
 
 def test_dry_run_shows_the_jetson_runtime_and_the_tails_gpu_request(tmp_path: Path, dockerd: str,
@@ -115,9 +122,10 @@ def test_first_deploy_copies_the_model_and_table_once_per_engine(fleet_file: Pat
         ("head-1", "created", []),  # same engine, same volume: already there with the same digest
     ]
     weights = (fleet_file.parent / "weights" / "best.pt").read_bytes()
-    assert _volume_file(dockerd, node_image, "best.pt") == weights
-    assert _volume_file(dockerd, node_image, "best.pt.sha256").decode() == _sha(weights) + "\n"
-    assert _volume_file(dockerd, node_image, "calib.json") == b'{"scale": 1}'
+    assert _volume_sha(dockerd, node_image, "best.pt") == _sha(weights)
+    marker = _in_volume(dockerd, node_image, "print(repr(open('/models/best.pt.sha256').read()))")
+    assert marker == repr(_sha(weights) + "\n")
+    assert _volume_sha(dockerd, node_image, "calib.json") == _sha(b'{"scale": 1}')
 
     import docker
 
@@ -154,5 +162,4 @@ def test_a_changed_model_is_copied_again_without_recreating_anything(fleet_file:
         yaml.dump(document, handle)
     devices = _deploy(fleet_file)
     assert [(d["status"], d["models_copied"]) for d in devices] == [("kept", ["best.pt"]), ("kept", [])]
-    assert _volume_file(dockerd, node_image, "best.pt") == new
-    assert _volume_file(dockerd, node_image, "best.pt.sha256").decode() == _sha(new) + "\n"
+    assert _volume_sha(dockerd, node_image, "best.pt") == _sha(new)
