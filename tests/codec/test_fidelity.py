@@ -32,7 +32,7 @@ def realistic() -> Any:
     import torch
 
     import splitinfer
-    from splitinfer.bench.weights import realistic_checkpoint
+    from splitinfer.splitting.weights import realistic_checkpoint
 
     try:
         path = realistic_checkpoint(fetch=False)
@@ -44,7 +44,7 @@ def realistic() -> Any:
 
 def test_cut_d_default_quality_on_held_out_frames(realistic: Any) -> None:
     import splitinfer
-    from splitinfer.bench.metrics import mean_average_precision
+    from splitinfer.splitting.fidelity import mean_average_precision
     from splitinfer.splitting.sensitivity import calibrate
 
     table = calibrate(realistic, "d", views("zidane.jpg"), imgsz=640)

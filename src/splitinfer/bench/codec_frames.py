@@ -13,7 +13,7 @@ frame) that calibrated the codec:
 * ``static``: a static-camera clip of 30 frames: the letterboxed ``bus.jpg`` as a fixed background, the cameraman
   (scaled to ~90 px) walking across it, and fresh Gaussian sensor noise (σ = 2 grey levels) on every frame.
 
-Variations are those of ``bench/make_frames.py`` (flips, crops, rescales, exposure, blur); rotations turn a
+Variations are those of ``bench/frames.py`` (flips, crops, rescales, exposure, blur); rotations turn a
 photograph a quarter each way, at full and half size. scikit-image's images
 are read from its installed ``skimage/data`` folder, or from ``skimage_data`` (the folder of an unzipped
 ``scikit-image`` wheel: ``pip download scikit-image --no-deps`` then unzip ``skimage/data/*``).
@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from splitinfer.bench.frames import variations
 
 __all__ = ["SETS", "build_sets", "skimage_data_dir", "write_sets"]
 
@@ -61,27 +63,6 @@ def _read(path: Path) -> np.ndarray:
     if image is None:
         raise FileNotFoundError(f"cannot read {path}")
     return np.ascontiguousarray(image)
-
-
-def _variations(img: np.ndarray) -> List[np.ndarray]:
-    """bench/make_frames.py's 12 variations (the same list, so the sets match what the README measured before)."""
-    import cv2
-
-    h, w = img.shape[:2]
-    return [
-        img,
-        img[:, ::-1],
-        img[: h * 3 // 4, : w * 3 // 4],
-        img[h // 4 :, w // 4 :],
-        cv2.resize(img, (w // 2, h // 2)),
-        cv2.resize(img, (w * 3 // 4, h * 3 // 4))[:, ::-1],
-        img[h // 8 : h * 7 // 8, w // 8 : w * 7 // 8],
-        img[:, w // 3 :],
-        cv2.convertScaleAbs(img, alpha=0.6, beta=0),
-        cv2.convertScaleAbs(img, alpha=1.3, beta=10)[:, ::-1],
-        cv2.GaussianBlur(img, (5, 5), 0),
-        cv2.resize(img, (w * 2 // 3, h * 2 // 3))[h // 6 :],
-    ]
 
 
 SIX = (0, 1, 3, 5, 8, 10)  # original, flip, crop, rescale+flip, dark, blur
@@ -162,7 +143,7 @@ def build_sets(skimage_data: Optional[str] = None) -> Dict[str, Named]:
         return found
 
     def varied(name: str, img: np.ndarray, keep: Callable[[int], bool]) -> Named:
-        return [(f"{name}-{k:02d}", v) for k, v in enumerate(_variations(img)) if keep(k)]
+        return [(f"{name}-{k:02d}", v) for k, v in enumerate(variations(img)) if keep(k)]
 
     cal = varied("zidane", zidane, lambda k: True) + varied("astronaut", astronaut, lambda k: k in SIX)
     cal += _rotations("zidane", zidane) + _rotations("astronaut", astronaut)
