@@ -115,9 +115,13 @@ class _Bench:
 
         torch.set_num_threads(self.opts.threads)
         model = splitinfer.load_model(self.opts.model)
-        codec: Dict[str, Any] = {"bits": self.opts.bits}
+        from splitinfer.codec.settings import DEFAULT_KEYFRAME_INTERVAL, DEFAULT_QUALITY
+
+        # what the coordinator assigns by default, so the nodes find this profile in the cache
+        codec: Dict[str, Any] = {"bits": self.opts.bits, "quality": DEFAULT_QUALITY,
+                                 "keyframe_interval": DEFAULT_KEYFRAME_INTERVAL}
         self.head_profile = head_profile(model, name=self.opts.model, imgsz=self.opts.imgsz, batch=1, codec=codec,
-                                         make_codec=lambda: Codec(**codec), codec_path=simd.status())
+                                         make_codec=lambda cut: Codec(**codec), codec_path=simd.status())
         self.tail_profile = tail_profile(model, name=self.opts.model, imgsz=self.opts.imgsz, batch=1)
         import cv2
 

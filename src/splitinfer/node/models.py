@@ -1,6 +1,7 @@
 """Loading the model an assignment names, as this node sees it: a file under the node's model folder (never a path
 outside it), a checkpoint only when the assignment pins its sha256 and the file matches, and kept for the next
 assignment. Configs Ultralytics ships (``yolo11n.yaml``: random weights) are the one thing not in the folder.
+The codec's calibration tables an assignment names are files in the same folder, pinned the same way.
 Part of the node runtime: Python 3.8.
 
 The model folder is ``--model-dir`` / ``SPLITINFER_MODEL_DIR`` (``/models`` in deployed containers), else the
@@ -10,16 +11,18 @@ working directory. Loading never runs code from the file (:mod:`splitinfer.split
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 from splitinfer.broker.messages import Assignment
-from splitinfer.errors import ModelError
+from splitinfer.codec.table import CalibrationTable
+from splitinfer.errors import CodecError, ModelError
 from splitinfer.splitting import load_model
 from splitinfer.splitting.model import Model, file_sha256
 
-__all__ = ["as_assigned", "load_assigned_model", "resolve_model_path"]
+__all__ = ["as_assigned", "load_assigned_model", "load_assigned_tables", "resolve_model_path"]
 
 _MODELS: Dict[Tuple[str, str, bool], Model] = {}
+_TABLES: Dict[Tuple[str, str], CalibrationTable] = {}
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
@@ -59,6 +62,28 @@ def load_assigned_model(assignment: Assignment, *, model_dir: str, device: str, 
                 raise ModelError(f"{path}: sha256 {actual[:12]}… differs from the assigned {assignment.sha256[:12]}…")
         _MODELS[key] = load_model(path, device=device, half=half)
     return _MODELS[key]
+
+
+def load_assigned_tables(assignment: Assignment, *, model_dir: str) -> List[CalibrationTable]:
+    """The codec's calibration tables the assignment names, each a file in the model folder whose sha256 must be
+    the assigned one; read without unpickling (:mod:`splitinfer.codec.table`) and kept for the next assignment."""
+    tables = []
+    for ref in assignment.tables:
+        path = resolve_model_path(ref.name, model_dir)
+        key = (path, ref.sha256)
+        if key not in _TABLES:
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                raise ModelError(f"{path}: cannot read the assigned calibration table ({exc})") from exc
+            if actual != ref.sha256:
+                raise ModelError(f"{path}: sha256 {actual[:12]}… differs from the assigned {ref.sha256[:12]}…")
+            try:
+                _TABLES[key] = CalibrationTable.load(path)
+            except CodecError as exc:
+                raise ModelError(f"{path}: not a calibration table this node can use: {exc}") from exc
+        tables.append(_TABLES[key])
+    return tables
 
 
 def as_assigned(model: str) -> Tuple[str, str, str]:

@@ -20,6 +20,7 @@ input size. Calibration frames must not be the frames a figure is then measured 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,7 +35,7 @@ from .runner import _run, split
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MIN_BOX", "calibrate", "output_loss_terms"]
+__all__ = ["MIN_BOX", "calibrate", "calibrate_files", "output_loss_terms"]
 
 MIN_BOX = 8.0  # pixels: boxes smaller than this are normalized as if this size
 
@@ -150,3 +151,23 @@ def _probe(
                 if g is not None:
                     total[i] += (g.detach().double() ** 2).flatten(2).mean(dim=(0, 2)).cpu()
     return total, float(w.sum())
+
+
+def calibrate_files(
+    model: Model,
+    cuts: Sequence[Union[int, str]],
+    frames: Sequence[np.ndarray],
+    *,
+    folder: Union[str, Path],
+    stem: str,
+    imgsz: Optional[int] = None,
+    on_frame: Optional[Callable[[int, float], None]] = None,
+) -> List[Tuple[CalibrationTable, Path]]:
+    """A table per cut in ``cuts`` (presets or layer numbers), each saved as ``<stem>-<cut>-<imgsz>.npz`` in
+    ``folder`` (the cut as given: ``yolo11n-d-640.npz``)."""
+    size = default_imgsz(model, imgsz)
+    out = []
+    for cut in cuts:
+        table = calibrate(model, cut, frames, imgsz=size, on_frame=on_frame)
+        out.append((table, table.save(Path(folder) / f"{stem}-{cut}-{size}.npz")))
+    return out

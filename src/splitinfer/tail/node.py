@@ -19,7 +19,7 @@ from splitinfer.broker.topics import Topics
 from splitinfer.errors import ModelError, SplitInferError
 from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
-from splitinfer.node.models import load_assigned_model
+from splitinfer.node.models import load_assigned_model, load_assigned_tables
 from splitinfer.node.stats import Calibration, LatencyStats, Rate
 
 from .batcher import Decoded, TailPipeline
@@ -107,7 +107,12 @@ class TailNode:
                 self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
                 raise
             try:
-                self.pipeline = TailPipeline.build(new, model=model)
+                tables = load_assigned_tables(new, model_dir=self.model_dir)
+            except SplitInferError as exc:
+                self.link.fail(f"cannot load the assigned calibration tables: {exc}")
+                raise
+            try:
+                self.pipeline = TailPipeline.build(new, model=model, tables=tables)
             except SplitInferError as exc:  # settings that do not fit the model: refuse them, keep serving
                 self.link.bad_assignments += 1
                 log.error("%s: assignment %d refused: %s", self.device_id, new.generation, exc)
