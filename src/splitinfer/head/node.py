@@ -26,7 +26,7 @@ from splitinfer.broker.topics import Topics
 from splitinfer.errors import FleetConfigError, SourceError, SplitInferError, TransportError
 from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
-from splitinfer.node.models import load_assigned_model, load_assigned_tables
+from splitinfer.node.models import load_assigned, load_assigned_model, load_assigned_tables
 from splitinfer.node.stats import Calibration, LatencyStats, Rate
 from splitinfer.splitting.model import default_imgsz
 
@@ -181,16 +181,8 @@ class HeadNode:
         """The pipeline for ``new``. A model that cannot be loaded here fails the node (said, then raised); settings
         that do not fit it (cut, codec, input size, an offload this head may not do) refuse the assignment and keep
         the running pipeline."""
-        try:
-            model = load_assigned_model(new, model_dir=self.model_dir, device=self.device, half=self.half)
-        except SplitInferError as exc:
-            self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
-            raise
-        try:
-            tables = load_assigned_tables(new, model_dir=self.model_dir)
-        except SplitInferError as exc:
-            self.link.fail(f"cannot load the assigned calibration tables: {exc}")
-            raise
+        model, tables = load_assigned(new, model_dir=self.model_dir, device=self.device, half=self.half,
+                                      on_failure=self.link.fail)
         try:
             if new.mode == "offload" and not self.allow_offload:
                 raise FleetConfigError("offload is not allowed on this head (allow_offload in fleet.yaml, "
