@@ -181,7 +181,7 @@ def cuts_to_calibrate(cut: str) -> List[str]:
 
 
 def prepare_models(run: LocalRun, model: str, on_note: Callable[[str], None],
-                   on_phase: Callable[[str], None]) -> Tuple[str, str, str, List[Path]]:
+                   on_phase: Callable[[str], None], loaded: Any = None) -> Tuple[str, str, str, List[Path]]:
     """The nodes' model folder for this run, ``OUT/models``: the model file (linked, else copied) and the codec's
     calibration tables — the ones given, else calibrated on the first frames of the source (cached by model,
     cut, size and frames), else none (the version-1 codec at ``bits``, said in a note). Returns (folder, model
@@ -201,7 +201,7 @@ def prepare_models(run: LocalRun, model: str, on_note: Callable[[str], None],
         tables.append(folder / given.name)
     if not run.tables and run.calibrate and cuts_to_calibrate(run.cut):
         on_phase("calibrating the codec")
-        tables = _calibrated(run, model, folder, on_note)
+        tables = _calibrated(run, model, folder, on_note, loaded)
     return str(folder), name, digest, tables
 
 
@@ -217,7 +217,8 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _calibrated(run: LocalRun, model: str, folder: Path, on_note: Callable[[str], None]) -> List[Path]:
+def _calibrated(run: LocalRun, model: str, folder: Path, on_note: Callable[[str], None],
+                loaded: Any = None) -> List[Path]:
     """Tables for the run's cuts, calibrated on the source's first ``calibration_frames`` frames."""
     import hashlib
     import shutil
@@ -230,7 +231,7 @@ def _calibrated(run: LocalRun, model: str, folder: Path, on_note: Callable[[str]
     from splitinfer.splitting.sensitivity import calibrate_files
 
     images = sample_frames(run.source, run.calibration_frames)
-    m = load_model(model)
+    m = loaded if loaded is not None else load_model(model)
     size = default_imgsz(m, run.imgsz)
     seen = hashlib.sha256(b"".join(np.ascontiguousarray(i).tobytes() for i in images)).hexdigest()[:12]
     cache = Path(os.environ.get("SPLITINFER_CACHE", str(Path.home() / ".cache" / "splitinfer"))) / "tables"
@@ -243,7 +244,7 @@ def _calibrated(run: LocalRun, model: str, folder: Path, on_note: Callable[[str]
             try:
                 calibrate_files(m, [cut], images, folder=cache, stem=stem, imgsz=size)
             except ModelError as exc:
-                on_note(f"no calibration table ({exc}): the version-1 codec at {run.bits} bits")
+                on_note(f"the codec is not calibrated, so it sends the version-1 features at {run.bits} bits: {exc}")
                 return []
         shutil.copyfile(cached, folder / f"{Path(model).stem}-{cut}-{size}.npz")
         out.append(folder / f"{Path(model).stem}-{cut}-{size}.npz")
@@ -252,8 +253,9 @@ def _calibrated(run: LocalRun, model: str, folder: Path, on_note: Callable[[str]
     return out
 
 
-def check_job(run: LocalRun, model: str) -> None:
-    """Fail here, before any process starts, on what the nodes would refuse: the model, the cut, the codec."""
+def check_job(run: LocalRun, model: str) -> Any:
+    """Fail here, before any process starts, on what the nodes would refuse: the model, the cut, the codec.
+    Returns the loaded model (calibration uses it)."""
     from splitinfer.codec import CodecSettings
     from splitinfer.splitting import load_model
     from splitinfer.splitting.model import default_imgsz
@@ -263,6 +265,7 @@ def check_job(run: LocalRun, model: str) -> None:
     if run.cut.strip().lower() not in ("auto", "local", "offload"):  # auto: the coordinator picks from profiles
         loaded.graph.resolve_cut(run.cut)
     CodecSettings(bits=run.bits)
+    return loaded
 
 
 # ---- the run ----------------------------------------------------------------------------------------------
@@ -331,14 +334,14 @@ def run_local(
     status = RunStatus("loading the model", model, total=total)
     report = on_status or (lambda s: None)
     report(status)
-    check_job(run, model)
+    loaded = check_job(run, model)
     run.out.mkdir(parents=True, exist_ok=True)
 
     def phase(text: str) -> None:
         status.phase = text
         report(status)
 
-    placed = prepare_models(run, model, on_note or (lambda text: None), phase)
+    placed = prepare_models(run, model, on_note or (lambda text: None), phase, loaded)
     topics = Topics(f"local-{os.getpid()}")
     records: List[Dict[str, Any]] = []
     tally = Tally()
