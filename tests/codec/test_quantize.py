@@ -50,7 +50,7 @@ def test_the_steps_span_every_range(scale: float) -> None:
     g = torch.rand(1, 256, 5, generator=gen) * scale * torch.rand(1, 256, 1, generator=gen)
     for bits in (2, 4, 8):
         lo, hi = g.amin(-1).clamp(max=0), g.amax(-1).clamp(min=0)
-        step, zp = fit(g, bits)
+        step, _ = fit(g, bits)
         assert bool(((hi - lo) <= step * ((1 << bits) - 1)).all())
 
 
