@@ -1,181 +1,158 @@
-"""Rate–fidelity curves: the sensitivity-weighted codec (wire format 2) at a sweep of ``quality``, at each cut,
-against the same frames (letterboxed to the network input, as the tail sees them) as JPEG, WebP and AVIF at a sweep
-of qualities; plus a static-camera clip with and without temporal delta coding, and encode/decode time against the
-head's on one thread.
+"""``splitctl bench codec-curve``: the sensitivity-weighted codec's rate–fidelity study.
 
-    python -m splitinfer.bench.codec_curve --skimage-data DIR            # everything (~25 min on 2 busy cores)
-    python -m splitinfer.bench.codec_curve --quick                       # cut d, fewer points (~5 min)
+At each cut, the codec (wire format 2) at a sweep of ``quality`` against the same frames, letterboxed to the
+network input as the tail sees them, as JPEG, WebP and AVIF at a sweep of qualities; a static-camera clip and a
+moving-camera (panning) clip at cut d, intra only and with temporal delta coding; encode/decode time against the
+head's, on one thread.
 
-Frames come from ``splitinfer.bench.codec_frames`` (calibration, evaluation, small, static: disjoint source
-photographs; see there). Each cut is calibrated on the calibration set only (tables are cached under
-``--tables``); every figure is measured on the evaluation set, the small-objects set or the static clip. Fidelity
-is ``splitctl bench codec``'s: the mAP50 and mAP50-95 of the detections after the codec (conf 0.001) against the
-unsplit fp32 model's own detections on the original frame (conf 0.25). Prints tables and writes JSON (``-o``).
+    splitctl bench codec-curve --skimage-data DIR        # everything (~35 min on 2 busy cores)
+    splitctl bench codec-curve --quick                   # cut d, three qualities, two image qualities (~8 min)
+
+Frames come from :mod:`splitinfer.bench.codec_frames` (calibration, evaluation, small, static, panning: disjoint
+source photographs). Each cut is calibrated on the calibration set only (tables are cached under ``tables``);
+every figure is measured on the other sets. Fidelity and rate as :mod:`splitinfer.bench.rate_fidelity` defines
+them. Returns one JSON-ready document; :func:`summary_tables` lays it out as tables.
 """
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
+from .codec_frames import PAN_SPEED, PAN_WINDOW, Named
+from .rate_fidelity import (
+    IMAGE_CODECS,
+    IMAGE_QUALITIES,
+    ImageBaselines,
+    Tally,
+    detections,
+    matched_per_codec,
+    reference,
+)
 
-__all__ = ["image_codec_curve", "main", "matched_bytes", "weighted_curve"]
+__all__ = ["QUALITIES", "CurveOptions", "measure_clip", "measure_set", "run_codec_curve", "summary_tables"]
 
-IMAGE_QUALITIES = {
-    "jpeg": [40, 60, 75, 85, 90, 95],
-    "webp": [40, 60, 75, 85, 90, 95],
-    "avif": [35, 50, 60, 70, 80, 90],
-}
 QUALITIES = [30, 40, 50, 60, 70, 80]
+QUICK_QUALITIES = [40, 50, 60]
+STATIC_INTERVALS = [0, 10, 30]
+PAN_INTERVALS = [0, 2, 10]  # 2: every delta frame refers to the frame just before it, the best case for delta
+# more panning clips, codec only: (px a frame, window width); 720 px wide is square: no letterbox padding, which
+# stays still however the camera moves
+PAN_VARIANTS = ((1, 1280), (16, 1280), (4, 720), (16, 720))
+CLIP_CUT = "d"
 
-Named = List[Tuple[str, np.ndarray]]
+Log = Callable[[str], None]
+Table = Tuple[str, List[str], List[List[str]]]
+
+
+@dataclass
+class CurveOptions:
+    model: Optional[str] = None  # a .pt checkpoint; None: the realistic YOLOv8s
+    skimage_data: Optional[str] = None  # scikit-image's data folder (codec_frames.skimage_data_dir)
+    cuts: List[str] = field(default_factory=lambda: list("abcd"))
+    imgsz: int = 640
+    qualities: List[int] = field(default_factory=lambda: list(QUALITIES))
+    quick: bool = False
+    tables: Path = Path("bench/results/tables")
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One cut of the model: its head, tail and calibration table."""
+
+    name: str
+    head: Any
+    tail: Any
+    table: Any
 
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
 
 
-class Frames:
-    """One frame set, letterboxed once, with the unsplit model's reference detections."""
-
-    def __init__(self, model: Any, frames: Named, imgsz: int) -> None:
-        import splitinfer
-        from splitinfer.splitting.preprocess import letterboxed_uint8
-
-        self.names = [n for n, _ in frames]
-        self.batches = [splitinfer.to_batch([img], imgsz) for _, img in frames]
-        self.letterboxed = [letterboxed_uint8(img, imgsz) for _, img in frames]
-        self.references = []
-        for x, metas in self.batches:
-            ref = splitinfer.postprocess(model(x), metas, conf=0.25, end2end=model.end2end)[0]
-            self.references.append((ref.boxes, ref.classes))
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    @property
-    def reference_boxes(self) -> int:
-        return int(sum(len(b) for b, _ in self.references))
-
-    def score(self, outputs: Sequence[Any], model: Any) -> Tuple[Optional[float], Optional[float]]:
-        """(mAP50, mAP50-95) of the model outputs (one per frame) against the references."""
-        import splitinfer
-        from splitinfer.splitting.fidelity import mean_average_precision
-
-        predictions = []
-        for out, (_, metas) in zip(outputs, self.batches):
-            p = splitinfer.postprocess(out, metas, conf=0.001, end2end=model.end2end)[0]
-            predictions.append((p.boxes, p.scores, p.classes))
-        return mean_average_precision(predictions, self.references)
+# ------------------------------------------------------------------------------------------------ measuring
 
 
-def weighted_curve(model: Any, cut: str, table: Any, frames: Frames, qualities: Sequence[int]) -> List[Dict[str, Any]]:
-    """Bytes and fidelity of the weighted codec at each quality on ``frames`` (features computed once)."""
+def measure_set(
+    model: Any, frames: Named, imgsz: int, cuts: Sequence[Cut], qualities: Sequence[int],
+    image: Optional[ImageBaselines],
+) -> Dict[str, Any]:
+    """The weighted codec at each cut and quality, and the image codecs, on ``frames`` (streamed once)."""
     import splitinfer
     from splitinfer.codec import Codec
+    from splitinfer.codec.settings import delta_for
+    from splitinfer.splitting.preprocess import letterboxed_uint8
 
-    head, tail = splitinfer.split(model, cut)
-    features = [head(x, metas) for x, metas in frames.batches]
-    decoder = Codec(table=table)
-    rows = []
-    for quality in qualities:
-        encoder = Codec(table=table, quality=quality)
-        sizes, outputs = [], []
-        for fs in features:
-            blob = encoder.encode(fs)
-            sizes.append(len(blob))
-            outputs.append(tail(decoder.decode(blob)))
-        map50, map50_95 = frames.score(outputs, model)
-        rows.append({"quality": quality, "delta": encoder.settings.delta, "kB": statistics.fmean(sizes) / 1000,
-                     "kB_max": max(sizes) / 1000, "map50": map50, "map50_95": map50_95,
-                     "bits_per_value": 8 * statistics.fmean(sizes) / features[0].numel})
-    return rows
-
-
-def _image_roundtrip(kind: str, quality: int, bgr: np.ndarray) -> Tuple[int, np.ndarray]:
-    import cv2
-
-    if kind == "jpeg":
-        ok, buf = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), quality])
-        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
-        if decoded is None:
-            raise RuntimeError(f"OpenCV could not round-trip JPEG q{quality}")
-        return len(buf), np.asarray(decoded)
-    from PIL import Image
-
-    out = io.BytesIO()
-    image = Image.fromarray(np.ascontiguousarray(bgr[..., ::-1]))
-    if kind == "webp":
-        image.save(out, "WEBP", quality=quality, method=4)
-    else:
-        image.save(out, "AVIF", quality=quality, speed=6, max_threads=1)
-    data = out.getvalue()
-    return len(data), np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1]
+    tallies = {c.name: [Tally(quality=q, delta=delta_for(q)) for q in qualities] for c in cuts}
+    coders = {c.name: ([Codec(table=c.table, quality=q) for q in qualities], Codec(table=c.table)) for c in cuts}
+    values: Dict[str, int] = {}
+    references = []
+    for _, img in frames:
+        x, metas = splitinfer.to_batch([img], imgsz)
+        references.append(reference(model, model(x), metas))
+        for c in cuts:
+            features = c.head(x, metas)
+            values[c.name] = features.numel
+            encoders, decoder = coders[c.name]
+            for tally, encoder in zip(tallies[c.name], encoders):
+                blob = encoder.encode(features)
+                tally.add(len(blob), detections(model, c.tail(decoder.decode(blob)), metas))
+        if image is not None:
+            image.add(model, letterboxed_uint8(img, imgsz), metas)
+    curve = image.rows(references) if image is not None else []
+    weighted = {}
+    for c in cuts:
+        rows = [t.row(references) for t in tallies[c.name]]
+        for row in rows:
+            row["bits_per_value"] = 8000 * row["kB"] / values[c.name]
+            row["image_match"] = matched_per_codec(curve, row["map50_95"])
+        weighted[c.name] = rows
+    return {"frames": [n for n, _ in frames], "reference_boxes": _boxes(references), "weighted": weighted,
+            "image": curve}
 
 
-def image_codec_curve(model: Any, frames: Frames, kind: str, qualities: Sequence[int]) -> List[Dict[str, Any]]:
-    """Bytes and fidelity of an image codec: the letterboxed frame encoded, decoded and run through the whole model."""
-    import torch
-
-    rows = []
-    for quality in qualities:
-        sizes, outputs = [], []
-        for bgr in frames.letterboxed:
-            size, decoded = _image_roundtrip(kind, quality, bgr)
-            sizes.append(size)
-            x = torch.from_numpy(np.ascontiguousarray(decoded[..., ::-1].transpose(2, 0, 1)))[None].float() / 255
-            outputs.append(model(x))
-        map50, map50_95 = frames.score(outputs, model)
-        rows.append({"codec": kind, "quality": quality, "kB": statistics.fmean(sizes) / 1000, "map50": map50,
-                     "map50_95": map50_95})
-    return rows
+def _boxes(references: Sequence[Any]) -> int:
+    return int(sum(len(boxes) for boxes, _ in references))
 
 
-def matched_bytes(curve: Sequence[Dict[str, Any]], map50_95: float) -> Tuple[Optional[float], str]:
-    """kB an image codec needs to reach ``map50_95`` on its measured curve, and how that was found: the cheapest
-    measured point reaching it, interpolated (in log kB) from the point before it ("interpolated"); its cheapest
-    point when even that one reaches it ("at most": the true figure is lower); None when none does ("never")."""
-    points = sorted((r["kB"], r["map50_95"]) for r in curve if r["map50_95"] is not None)
-    for k, (kb, fid) in enumerate(points):
-        if fid >= map50_95:
-            if k == 0:
-                return kb, "at most"
-            kb0, fid0 = points[k - 1]
-            t = (map50_95 - fid0) / (fid - fid0)
-            return float(np.exp(np.log(kb0) + t * (np.log(kb) - np.log(kb0)))), "interpolated"
-    return None, "never"
-
-
-def static_clip(
-    model: Any, table: Any, frames: Frames, qualities: Sequence[int], intervals: Sequence[int]
-) -> List[Dict[str, Any]]:
-    """The static-camera clip at cut ``table.cut``, intra only (interval 0) and with a keyframe every ``interval``
-    frames and delta frames between (the same symbols, so the same fidelity: only the bytes differ)."""
+def measure_clip(
+    model: Any, frames: Named, imgsz: int, cut: Cut, qualities: Sequence[int], intervals: Sequence[int],
+    image: Optional[ImageBaselines],
+) -> Dict[str, Any]:
+    """A clip (one source, consecutive sequence numbers) at ``cut``, intra only (interval 0) and with a keyframe
+    every ``interval`` frames and delta frames between: the same symbols, so the same fidelity; only bytes differ."""
     import splitinfer
     from splitinfer.codec import Codec
+    from splitinfer.splitting.preprocess import letterboxed_uint8
 
-    head, tail = splitinfer.split(model, table.cut)
+    configs = [(q, i) for q in qualities for i in intervals]
+    tallies = [Tally(quality=q, keyframe_interval=i) for q, i in configs]
+    coders = [(Codec(table=cut.table, quality=q, keyframe_interval=i), Codec(table=cut.table)) for q, i in configs]
+    references = []
+    for k, (_, img) in enumerate(frames):
+        x, metas = splitinfer.to_batch([img], imgsz, sources=["clip"], seqs=[k], timestamps=[k / 30])
+        references.append(reference(model, model(x), metas))
+        features = cut.head(x, metas)
+        for tally, (encoder, decoder) in zip(tallies, coders):
+            blob = encoder.encode(features)
+            tally.add(len(blob), detections(model, cut.tail(decoder.decode(blob)), metas))
+        if image is not None:
+            image.add(model, letterboxed_uint8(img, imgsz), metas)
     rows = []
-    for quality, interval in [(q, i) for q in qualities for i in intervals]:
-        encoder, decoder = Codec(table=table, quality=quality, keyframe_interval=interval), Codec(table=table)
-        sizes, outputs = [], []
-        for k, (x, metas) in enumerate(frames.batches):
-            metas = [splitinfer.FrameMeta("static", k, float(k), m.orig_shape, m.ratio, m.pad) for m in metas]
-            blob = encoder.encode(head(x, metas))
-            sizes.append(len(blob))
-            outputs.append(tail(decoder.decode(blob)))
-        map50, map50_95 = frames.score(outputs, model)
-        rows.append({"keyframe_interval": interval, "quality": quality, "kB": statistics.fmean(sizes) / 1000,
-                     "kB_first": sizes[0] / 1000, "kB_rest": statistics.fmean(sizes[1:]) / 1000, "map50": map50,
-                     "map50_95": map50_95})
-    return rows
+    for tally in tallies:
+        row = tally.row(references)
+        row["kB_first"] = tally.sizes[0] / 1000
+        row["kB_rest"] = statistics.fmean(tally.sizes[1:]) / 1000 if len(tally.sizes) > 1 else None
+        rows.append(row)
+    intra = {r["quality"]: r["kB"] for r in rows if r["keyframe_interval"] == 0}
+    for row in rows:
+        row["vs_intra"] = row["kB"] / intra[row["quality"]] if row["quality"] in intra else None
+    return {"cut": cut.name, "frames": [n for n, _ in frames], "reference_boxes": _boxes(references), "rows": rows,
+            "image": image.rows(references) if image is not None else []}
 
 
 def _timed(jobs: Dict[str, Callable[[], Any]], rounds: int, calls: int) -> Dict[str, float]:
@@ -198,21 +175,18 @@ def _timed(jobs: Dict[str, Callable[[], Any]], rounds: int, calls: int) -> Dict[
     return best
 
 
-def speed(model: Any, cut: str, table: Any, frames: Frames, quality: int, rounds: int = 5) -> Dict[str, Any]:
-    """Encode and decode ms (C coder) against the head's ms at ``cut``, one thread, on the first evaluation frame;
-    and the pure-Python coder once (it is the fallback: slow, and only correctness matters)."""
-    import splitinfer
+def speed(cut: Cut, x: Any, metas: Any, quality: int, rounds: int = 5) -> Dict[str, Any]:
+    """Encode and decode ms (C coder) against the head's ms at ``cut``, one thread, on one frame; and the
+    pure-Python coder once (it is the fallback: slow, and only correctness matters)."""
     from splitinfer.codec import Codec, arith
 
-    head, _ = splitinfer.split(model, cut)
-    x, metas = frames.batches[0]
-    features = head(x, metas)
-    encoder, decoder = Codec(table=table, quality=quality), Codec(table=table)
+    features = cut.head(x, metas)
+    encoder, decoder = Codec(table=cut.table, quality=quality), Codec(table=cut.table)
     blob = encoder.encode(features)
-    jobs = {"head": lambda: head(x, metas), "encode": lambda: encoder.encode(features),
+    jobs = {"head": lambda: cut.head(x, metas), "encode": lambda: encoder.encode(features),
             "decode": lambda: decoder.decode(blob)}
     times = _timed(jobs, rounds=rounds, calls=7)
-    row: Dict[str, Any] = {"cut": cut, "quality": quality, "kB": len(blob) / 1000, "coder": arith.status()}
+    row: Dict[str, Any] = {"cut": cut.name, "quality": quality, "kB": len(blob) / 1000, "coder": arith.status()}
     for name in ("head", "encode", "decode"):
         row[f"{name}_ms"], row[f"{name}_cpu_ms"] = times[name], times[name + "_cpu"]
     row["share_of_head"] = (times["encode"] + times["decode"]) / times["head"]
@@ -231,8 +205,9 @@ def speed(model: Any, cut: str, table: Any, frames: Frames, quality: int, rounds
     return row
 
 
-def calibrated(model: Any, cut: str, frames: Named, imgsz: int, folder: Path, log: Callable[[str], None]) -> Any:
-    """The table of ``cut``, from ``folder`` if one for this model, cut and size is there, else measured now."""
+def calibrated(model: Any, cut: str, frames: Named, imgsz: int, folder: Path, log: Log) -> Any:
+    """The table of ``cut``, from ``folder`` if one for this model, cut, size and frame count is there, else
+    measured now (and saved there)."""
     from splitinfer.codec import CalibrationTable
     from splitinfer.splitting.sensitivity import calibrate
 
@@ -251,22 +226,11 @@ def calibrated(model: Any, cut: str, frames: Named, imgsz: int, folder: Path, lo
     return table
 
 
-def _fmt(v: Optional[float], spec: str = ".3f") -> str:
-    return "—" if v is None else format(v, spec)
+# ------------------------------------------------------------------------------------------------ the study
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None, help="a .pt checkpoint (default: the realistic YOLOv8s)")
-    parser.add_argument("--skimage-data", default=None, help="scikit-image's data folder (see codec_frames)")
-    parser.add_argument("--cuts", default="abcd")
-    parser.add_argument("--imgsz", type=int, default=640)
-    parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
-    parser.add_argument("--quick", action="store_true", help="cut d, three qualities, two image qualities")
-    parser.add_argument("--tables", default="bench/results/tables")
-    parser.add_argument("-o", "--output", default="bench/results/codec_curve.json")
-    args = parser.parse_args(argv)
-
+def run_codec_curve(opts: CurveOptions, log: Log = print) -> Dict[str, Any]:
+    """The whole study (:class:`CurveOptions`) as one JSON-ready document; ``log`` hears progress."""
     import torch
 
     torch.set_num_threads(1)
@@ -277,83 +241,135 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     from .codec_frames import build_sets
 
-    def log(line: str) -> None:
-        print(line, flush=True)
-
-    cuts = "d" if args.quick else args.cuts
-    qualities = [40, 50, 60] if args.quick else [int(q) for q in args.qualities.split(",")]
-    image_qualities = {k: v[1:5:2] if args.quick else v for k, v in IMAGE_QUALITIES.items()}
-    model = splitinfer.load_model(args.model or str(realistic_checkpoint()))
-    sets = build_sets(args.skimage_data)
-    log(f"frames: calibration {len(sets['calibration'])}, evaluation {len(sets['evaluation'])}, "
-        f"small {len(sets['small'])}, static {len(sets['static'])}; coder: {arith.status()}")
-    measured = {name: Frames(model, sets[name], args.imgsz) for name in ("evaluation", "small", "static")}
+    started = time.perf_counter()
+    qualities = QUICK_QUALITIES if opts.quick else list(opts.qualities)
+    images = {k: v[1:5:2] if opts.quick else v for k, v in IMAGE_QUALITIES.items()}
+    model = splitinfer.load_model(opts.model or str(realistic_checkpoint()))
+    sets = build_sets(opts.skimage_data)
+    log(f"frames: {', '.join(f'{k} {len(v)}' for k, v in sets.items())}; coder: {arith.status()}")
+    cuts = _cuts(model, [CLIP_CUT] if opts.quick else list(opts.cuts), sets["calibration"], opts, log)
     result: Dict[str, Any] = {
-        "model": model.source, "fingerprint": model.fingerprint, "imgsz": args.imgsz, "machine": platform.machine(),
-        "coder": arith.status(), "default_quality": DEFAULT_QUALITY,
-        "sets": {name: {"frames": f.names, "reference_boxes": f.reference_boxes} for name, f in measured.items()},
-        "calibration_frames": [n for n, _ in sets["calibration"]], "weighted": {}, "image": {}, "static": [],
-        "speed": [],
+        "model": model.source, "fingerprint": model.fingerprint, "imgsz": opts.imgsz, "machine": platform.machine(),
+        "threads": 1, "coder": arith.status(), "default_quality": DEFAULT_QUALITY, "quick": opts.quick,
+        "calibration": {"frames": [n for n, _ in sets["calibration"]],
+                        "tables": {c.name: c.table.hexdigest for c in cuts}},
+        "sets": {}, "clips": {}, "speed": [],
     }
-    tables = {cut: calibrated(model, cut, sets["calibration"], args.imgsz, Path(args.tables), log) for cut in cuts}
     for name in ("evaluation", "small"):
-        frames = measured[name]
-        result["image"][name] = []
-        for kind, qs in image_qualities.items():
-            result["image"][name] += image_codec_curve(model, frames, kind, qs)
-        result["weighted"][name] = {}
-        for cut in cuts:
-            rows = weighted_curve(model, cut, tables[cut], frames, qualities)
-            for row in rows:
-                for kind in IMAGE_QUALITIES:
-                    curve = [r for r in result["image"][name] if r["codec"] == kind]
-                    found, how = matched_bytes(curve, row["map50_95"]) if row["map50_95"] is not None else (None, "")
-                    row[f"{kind}_kB_at_same_map50_95"], row[f"{kind}_match"] = found, how
-            result["weighted"][name][cut] = rows
-        _print_set(name, frames, result, cuts)
-    if "d" in tables:
-        static_qualities = [DEFAULT_QUALITY] if args.quick else qualities
-        result["static"] = static_clip(model, tables["d"], measured["static"], static_qualities, [0, 10, 30])
-        result["image"]["static"] = []
-        for kind, qs in ({} if args.quick else IMAGE_QUALITIES).items():
-            result["image"]["static"] += image_codec_curve(model, measured["static"], kind, qs)
-        log(f"\nstatic clip, cut d ({len(measured['static'])} frames, {measured['static'].reference_boxes} reference "
-            "boxes)")
-        log("quality | keyframe interval | kB/frame | first | rest | mAP50 | mAP50-95")
-        for r in result["static"]:
-            log(f"{r['quality']} | {r['keyframe_interval']} | {r['kB']:.2f} | {r['kB_first']:.2f} | "
-                f"{r['kB_rest']:.2f} | {_fmt(r['map50'])} | {_fmt(r['map50_95'])}")
-        for r in result["image"]["static"]:
-            log(f"{r['codec']} q{r['quality']} | — | {r['kB']:.1f} | | | {_fmt(r['map50'])} | {_fmt(r['map50_95'])}")
-    log(f"\nspeed (one thread, quality {DEFAULT_QUALITY}; wall ms, CPU ms in brackets): cut | head | encode | "
-        "decode | (enc+dec)/head | pure-Python enc/dec ms")
-    for cut in cuts:
-        row = speed(model, cut, tables[cut], measured["evaluation"], DEFAULT_QUALITY, rounds=3 if args.quick else 5)
-        result["speed"].append(row)
-        log(f"{cut} | {row['head_ms']:.1f} ({row['head_cpu_ms']:.1f}) | {row['encode_ms']:.2f} "
-            f"({row['encode_cpu_ms']:.2f}) | {row['decode_ms']:.2f} ({row['decode_cpu_ms']:.2f}) | "
-            f"{100 * row['share_of_head']:.1f} % ({100 * row['cpu_share_of_head']:.1f} %) | "
-            f"{row['python_encode_ms']:.0f} / {row['python_decode_ms']:.0f} (same bytes: {row['python_same_bytes']})")
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    log(f"\nwrote {out}")
+        log(f"measuring the {name} set ({len(sets[name])} frames)…")
+        result["sets"][name] = measure_set(model, sets[name], opts.imgsz, cuts, qualities,
+                                           ImageBaselines(IMAGE_CODECS, images))
+    clip_cut = next((c for c in cuts if c.name == CLIP_CUT), None)
+    if clip_cut is not None:
+        clip_qualities = [DEFAULT_QUALITY] if opts.quick else qualities
+        for clip in _clips(sets, opts):
+            log(f"measuring the {clip.name} clip ({len(clip.frames)} frames)…")
+            image = ImageBaselines(IMAGE_CODECS, images) if clip.images and not opts.quick else None
+            found = measure_clip(model, clip.frames, opts.imgsz, clip_cut, clip_qualities, clip.intervals, image)
+            result["clips"][clip.name] = {**found, "speed_px": clip.speed_px, "window": clip.window}
+    x, metas = splitinfer.to_batch([sets["evaluation"][0][1]], opts.imgsz)
+    for c in cuts:
+        log(f"timing cut {c.name}…")
+        result["speed"].append(speed(c, x, metas, DEFAULT_QUALITY, rounds=3 if opts.quick else 5))
+    result["wall_s"] = round(time.perf_counter() - started)
     return result
 
 
-def _print_set(name: str, frames: Frames, result: Dict[str, Any], cuts: str) -> None:
-    print(f"\n{name}: {len(frames)} frames, {frames.reference_boxes} reference boxes")
-    print("codec | cut | quality | kB/frame | mAP50 | mAP50-95 | JPEG / WebP / AVIF kB at the same mAP50-95 "
-          "(≤: their cheapest point measured already reaches it; —: none does)")
-    for cut in cuts:
-        for r in result["weighted"][name][cut]:
-            matched = " / ".join(("≤" if r[f"{k}_match"] == "at most" else "") +
-                                 _fmt(r[f"{k}_kB_at_same_map50_95"], ".1f") for k in IMAGE_QUALITIES)
-            print(f"weighted | {cut} | {r['quality']} | {r['kB']:.1f} | {_fmt(r['map50'])} | "
-                  f"{_fmt(r['map50_95'])} | {matched}")
-    for r in result["image"][name]:
-        print(f"{r['codec']} | — | {r['quality']} | {r['kB']:.1f} | {_fmt(r['map50'])} | {_fmt(r['map50_95'])} |")
+def _cuts(model: Any, names: Sequence[str], calibration: Named, opts: CurveOptions, log: Log) -> List[Cut]:
+    import splitinfer
+
+    cuts = []
+    for name in names:
+        table = calibrated(model, name, calibration, opts.imgsz, Path(opts.tables), log)
+        head, tail = splitinfer.split(model, name)
+        cuts.append(Cut(name, head, tail, table))
+    return cuts
 
 
-if __name__ == "__main__":
-    main()
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    frames: Named
+    intervals: Sequence[int]
+    images: bool  # also measure the image codecs on it
+    speed_px: Optional[int] = None  # a panning clip's speed and window (height, width)
+    window: Optional[List[int]] = None
+
+
+def _clips(sets: Dict[str, Named], opts: CurveOptions) -> List[Clip]:
+    from .codec_frames import panning_clip
+
+    clips = [Clip("static", sets["static"], STATIC_INTERVALS, True),
+             Clip("panning", sets["panning"], PAN_INTERVALS, True, PAN_SPEED, list(PAN_WINDOW))]
+    for speed_px, width in () if opts.quick else PAN_VARIANTS:
+        name = f"panning-{speed_px}px" + ("-square" if width == PAN_WINDOW[0] else "")
+        clips.append(Clip(name, panning_clip(speed_px, opts.skimage_data, width=width), PAN_INTERVALS, False,
+                          speed_px, [PAN_WINDOW[0], width]))
+    return clips
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+
+def _fmt(v: Optional[float], spec: str = ".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _match_cell(m: Dict[str, Any]) -> str:
+    prefix = {"at most": "≤", "interpolated": ""}.get(m["match"], "")
+    return prefix + _fmt(m["kB"], ".1f")
+
+
+def _set_tables(name: str, s: Dict[str, Any]) -> List[Table]:
+    kinds = [k for k in IMAGE_CODECS if any(r["codec"] == k for r in s["image"])]
+    columns = ["cut", "quality", "kB/frame", "mAP50", "mAP50-95", *(f"{k.upper()} kB" for k in kinds)]
+    rows = []
+    for cut, points in s["weighted"].items():
+        for r in points:
+            rows.append([cut, str(r["quality"]), f"{r['kB']:.1f}", _fmt(r["map50"]), _fmt(r["map50_95"]),
+                         *(_match_cell(r["image_match"][k]) for k in kinds)])
+    title = (f"{name}: {len(s['frames'])} frames, {s['reference_boxes']} reference boxes — ours, and what the image "
+             "codecs need for the same mAP50-95 (≤: their cheapest point already reaches it; —: none of theirs does)")
+    return [(title, columns, rows), _image_table(f"{name}: the image codecs on the same frames", s["image"])]
+
+
+def _image_table(title: str, curve: Sequence[Dict[str, Any]]) -> Table:
+    rows = [[r["codec"], str(r["quality"]), f"{r['kB']:.1f}", _fmt(r["map50"]), _fmt(r["map50_95"])] for r in curve]
+    return title, ["codec", "quality", "kB/frame", "mAP50", "mAP50-95"], rows
+
+
+def _clip_tables(name: str, c: Dict[str, Any]) -> List[Table]:
+    speed_px, window = c.get("speed_px"), c.get("window")
+    what = f"{window[1]}×{window[0]} window, {speed_px} px a frame" if window else "fixed camera"
+    rows = [[str(r["quality"]), str(r["keyframe_interval"]), f"{r['kB']:.2f}", f"{r['kB_first']:.2f}",
+             _fmt(r["kB_rest"], ".2f"), _fmt(r["vs_intra"], ".2f"), _fmt(r["map50"]), _fmt(r["map50_95"])]
+            for r in c["rows"]]
+    title = (f"{name} clip ({what}), cut {c['cut']}: {len(c['frames'])} frames, {c['reference_boxes']} reference "
+             "boxes; keyframe interval 0 = intra only")
+    columns = ["quality", "keyframe interval", "kB/frame", "first", "rest", "× intra", "mAP50", "mAP50-95"]
+    tables = [(title, columns, rows)]
+    if c["image"]:
+        tables.append(_image_table(f"{name} clip: the image codecs", c["image"]))
+    return tables
+
+
+def _speed_table(rows: Sequence[Dict[str, Any]]) -> Table:
+    body = [[r["cut"], f"{r['head_ms']:.1f} ({r['head_cpu_ms']:.1f})",
+             f"{r['encode_ms']:.2f} ({r['encode_cpu_ms']:.2f})", f"{r['decode_ms']:.2f} ({r['decode_cpu_ms']:.2f})",
+             f"{100 * r['share_of_head']:.1f} % ({100 * r['cpu_share_of_head']:.1f} %)",
+             f"{r['python_encode_ms']:.0f} / {r['python_decode_ms']:.0f}", str(r["python_same_bytes"])] for r in rows]
+    quality = rows[0]["quality"] if rows else "—"
+    return (f"speed, one thread, quality {quality}: wall ms (CPU ms)",
+            ["cut", "head", "encode", "decode", "(enc+dec)/head", "pure-Python enc/dec ms", "same bytes"], body)
+
+
+def summary_tables(result: Dict[str, Any]) -> List[Table]:
+    """The study as (title, columns, rows) tables of text, in the order they are best read."""
+    tables: List[Table] = []
+    for name, s in result["sets"].items():
+        tables += _set_tables(name, s)
+    for name, c in result["clips"].items():
+        tables += _clip_tables(name, c)
+    if result["speed"]:
+        tables.append(_speed_table(result["speed"]))
+    return tables

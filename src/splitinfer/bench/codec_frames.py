@@ -1,6 +1,6 @@
 """The frame sets of the codec's rate–fidelity benchmark, built deterministically from images available offline.
 
-Four sets, drawn from *disjoint source photographs*, so no figure is measured on a frame (or a variation of a
+Five sets, drawn from *disjoint source photographs*, so no figure is measured on a frame (or a variation of a
 frame) that calibrated the codec:
 
 * ``calibration``: Ultralytics' ``zidane.jpg`` (12 variations, 4 rotations) and scikit-image's ``astronaut`` (6
@@ -12,6 +12,10 @@ frame) that calibrated the codec:
 * ``small``: 8 mosaics (four 3×3, four 4×4) of evaluation frames, so people are 1/9 to 1/16 of their size.
 * ``static``: a static-camera clip of 30 frames: the letterboxed ``bus.jpg`` as a fixed background, the cameraman
   (scaled to ~90 px) walking across it, and fresh Gaussian sensor noise (σ = 2 grey levels) on every frame.
+* ``panning``: a moving camera, 30 frames: a 1280×720 window sliding 4 px a frame (2 px at the 640 network input)
+  across a 3946×720 panorama of evaluation photographs (bus.jpg, the cameraman, motorcycle_left, bus.jpg mirrored,
+  rocket, each scaled to 720 px high), with fresh sensor noise (σ = 2) on every frame. :func:`panning_clip` makes
+  it at other speeds.
 
 Variations are those of ``bench/frames.py`` (flips, crops, rescales, exposure, blur); rotations turn a
 photograph a quarter each way, at full and half size. scikit-image's images
@@ -19,6 +23,8 @@ are read from its installed ``skimage/data`` folder, or from ``skimage_data`` (t
 ``scikit-image`` wheel: ``pip download scikit-image --no-deps`` then unzip ``skimage/data/*``).
 
     python -m splitinfer.bench.codec_frames OUT [--skimage-data DIR]    # writes OUT/<set>/*.png
+
+``splitctl bench codec-curve`` measures on these sets; the PNGs can feed ``splitctl bench codec --source``.
 """
 
 from __future__ import annotations
@@ -32,13 +38,15 @@ import numpy as np
 
 from splitinfer.bench.frames import variations
 
-__all__ = ["SETS", "build_sets", "skimage_data_dir", "write_sets"]
+__all__ = ["PAN_SPEED", "SETS", "build_sets", "panning_clip", "skimage_data_dir", "write_sets"]
 
-SETS = ("calibration", "evaluation", "small", "static")
+SETS = ("calibration", "evaluation", "small", "static", "panning")
 Named = List[Tuple[str, np.ndarray]]
 
 CALIBRATION_SCENES = ("chelsea", "coffee", "coins", "horse", "ihc", "moon", "retina", "text", "page", "grass")
 EVALUATION_SCENES = ("motorcycle_left", "rocket", "brick", "color", "logo", "gravel")
+PAN_SPEED = 4  # pixels a frame of the 1280×720 window: the ``panning`` set
+PAN_WINDOW = (720, 1280)
 
 
 def skimage_data_dir(explicit: Optional[str] = None) -> Path:
@@ -127,8 +135,45 @@ def _static_clip(background: np.ndarray, walker: np.ndarray, frames: int = 30, s
     return out
 
 
+def _panorama(photos: List[np.ndarray], height: int) -> np.ndarray:
+    """The photographs side by side, each scaled to ``height`` (aspect kept)."""
+    import cv2
+
+    scaled = [cv2.resize(p, (max(1, round(p.shape[1] * height / p.shape[0])), height), interpolation=cv2.INTER_AREA)
+              for p in photos]
+    return np.ascontiguousarray(np.concatenate(scaled, axis=1))
+
+
+def _pan(panorama: np.ndarray, speed: int, frames: int = 30, seed: int = 0, width: int = PAN_WINDOW[1]) -> Named:
+    """A window ``width`` wide (the panorama's height high) moving ``speed`` px a frame to the right across
+    ``panorama``, fresh sensor noise (σ = 2 grey levels) on every frame."""
+    if panorama.shape[1] < width + speed * (frames - 1):
+        raise ValueError(f"a {panorama.shape[1]} px panorama is too short for {frames} frames at {speed} px a frame")
+    rng = np.random.default_rng(seed)
+    out: Named = []
+    for k in range(frames):
+        window = panorama[:, k * speed : k * speed + width].astype(np.int16)
+        window += np.round(rng.normal(0.0, 2.0, window.shape)).astype(np.int16)
+        out.append((f"pan{speed}-{k:03d}", np.clip(window, 0, 255).astype(np.uint8)))
+    return out
+
+
+def _pan_photos(bus: np.ndarray, sk: Path) -> List[np.ndarray]:
+    camera, motorcycle, rocket = (_read(sk / name) for name in ("camera.png", "motorcycle_left.png", "rocket.jpg"))
+    return [bus, camera, motorcycle, np.ascontiguousarray(bus[:, ::-1]), rocket]
+
+
+def panning_clip(speed: int, skimage_data: Optional[str] = None, frames: int = 30, width: int = PAN_WINDOW[1]) -> Named:
+    """The moving-camera clip at ``speed`` px a frame (``build_sets``' ``panning`` is ``PAN_SPEED``); ``width``
+    720 gives a square window, which the network input holds without letterbox padding."""
+    from ultralytics.utils import ASSETS
+
+    photos = _pan_photos(_read(Path(ASSETS) / "bus.jpg"), skimage_data_dir(skimage_data))
+    return _pan(_panorama(photos, PAN_WINDOW[0]), speed, frames, width=width)
+
+
 def build_sets(skimage_data: Optional[str] = None) -> Dict[str, Named]:
-    """The four frame sets (name → list of (frame name, BGR image)), the same pixels on every run."""
+    """The five frame sets (name → list of (frame name, BGR image)), the same pixels on every run."""
     from ultralytics.utils import ASSETS
 
     sk = skimage_data_dir(skimage_data)
@@ -155,7 +200,9 @@ def build_sets(skimage_data: Optional[str] = None) -> Dict[str, Named]:
     small = _mosaics(list(ev), 8, seed=2, prefix="mosaic")
     # the cameraman cut out of his picture (rows/cols of camera.png where he stands)
     walker = camera[40:440, 120:340]
-    return {"calibration": cal, "evaluation": ev, "small": small, "static": _static_clip(bus, walker)}
+    panning = _pan(_panorama(_pan_photos(bus, sk), PAN_WINDOW[0]), PAN_SPEED)
+    return {"calibration": cal, "evaluation": ev, "small": small, "static": _static_clip(bus, walker),
+            "panning": panning}
 
 
 def write_sets(out: str, skimage_data: Optional[str] = None) -> Dict[str, List[Path]]:

@@ -1,4 +1,5 @@
-"""``splitctl bench codec``: payload size, speed and fidelity of the codec on real frames."""
+"""``splitctl bench …``: the codec on your frames and its rate–fidelity study, the whole system on shaped links, and
+the smaller benchmarks (splitinfer.bench holds what they run)."""
 
 
 from pathlib import Path
@@ -15,13 +16,28 @@ from ._console import console, err_console, print_json
 app = typer.Typer(help="Measure the codec, and the whole system on shaped links.", no_args_is_help=True)
 
 
+# every benchmark prints tables (or --json) and writes its JSON under bench/results
+
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the JSON goes (default: "
+                                                                      "bench/results/<name>.json).")]
+AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of a table.")]
+
+
 def codec_options(
-    bits: int, granularity: Optional[str], clip: Optional[float], level: Optional[int],
-    keyframe_interval: Optional[int], extra: List[str],
+    bits: Optional[int], quality: Optional[int], granularity: Optional[str], clip: Optional[float],
+    level: Optional[int], keyframe_interval: Optional[int], extra: List[str],
 ) -> Dict[str, Any]:
-    """Codec settings from flags; unset ones keep the codec's best defaults for ``bits``."""
-    options: Dict[str, Any] = {"bits": bits}
-    for key, value in (("granularity", granularity), ("clip", clip), ("level", level),
+    """Codec settings from flags: ``bits`` selects wire format 1 (whose own flags are granularity, clip and level),
+    otherwise wire format 2 at ``quality``; unset ones keep the codec's defaults."""
+    v1_flags = [flag for flag, value in (("--granularity", granularity), ("--clip", clip), ("--level", level))
+                if value is not None]
+    if bits is None and v1_flags:
+        raise BenchError(f"{', '.join(v1_flags)}: settings of wire format 1, which --bits selects; wire format 2 "
+                         "(the default) has --quality")
+    if bits is not None and quality is not None:
+        raise BenchError("--quality is wire format 2's knob and --bits selects wire format 1: give one of them")
+    options: Dict[str, Any] = {"bits": bits} if bits is not None else {}
+    for key, value in (("quality", quality), ("granularity", granularity), ("clip", clip), ("level", level),
                        ("keyframe_interval", keyframe_interval)):
         if value is not None:
             options[key] = value
@@ -42,61 +58,100 @@ def _scalar(raw: str) -> Any:
     return raw
 
 
+def _calibration(bits: Optional[int], table: Optional[Path], calibrate_on: Optional[str],
+                 calibration_frames: Optional[int]) -> Any:
+    """How bench codec gets its calibration table (None for wire format 1)."""
+    from splitinfer.bench.codec import CALIBRATION_FRAMES, Calibration
+
+    given = [flag for flag, value in (("--table", table), ("--calibrate-on", calibrate_on),
+                                      ("--calibration-frames", calibration_frames)) if value is not None]
+    if bits is not None:
+        if given:
+            raise BenchError(f"{', '.join(given)}: wire format 2 options, but --bits selects wire format 1 (no "
+                             "calibration table); drop one or the other")
+        return None
+    if table is not None and calibration_frames is not None:
+        raise BenchError("--calibration-frames calibrates here; --table brings a table made elsewhere: give one")
+    return Calibration(table=str(table) if table is not None else None, on=calibrate_on,
+                       frames=CALIBRATION_FRAMES if calibration_frames is None else calibration_frames)
+
+
+def _image_kinds(text: str) -> List[str]:
+    from splitinfer.bench.rate_fidelity import IMAGE_CODECS
+
+    kinds = [k.strip().lower() for k in text.split(",") if k.strip() and k.strip().lower() != "none"]
+    unknown = [k for k in kinds if k not in IMAGE_CODECS]
+    if unknown:
+        raise BenchError(f"--images {text!r}: unknown {', '.join(unknown)}; expected some of "
+                         f"{','.join(IMAGE_CODECS)}, or none")
+    return kinds
+
+
 @app.command("codec")
 def bench_codec(
     model: Annotated[str, typer.Argument(help=".pt checkpoint or .yaml config.")],
     source: Annotated[str, typer.Option(help="Image folder, image, video, or synthetic[:N].")] = "synthetic:20",
     cut: Annotated[str, typer.Option(help="a|b|c|d or a layer number.")] = "b",
-    bits: Annotated[int, typer.Option(help="2..8, or 16/32 for float passthrough.")] = 4,
-    granularity: Annotated[Optional[str], typer.Option(help="channel or tensor (default: best for --bits).")] = None,
-    clip: Annotated[Optional[float], typer.Option(help="Fraction of values kept inside the quantizer range.")] = None,
-    level: Annotated[Optional[int], typer.Option(help="zstd level 1..22.")] = None,
+    quality: Annotated[Optional[int], typer.Option(min=1, max=100, help="Wire format 2 (the default): quality "
+                                                   "1..100, higher is finer (default: the codec's default).")] = None,
+    table: Annotated[Optional[Path], typer.Option(help="Calibration table for this model, cut and --imgsz (default: "
+                                                       "calibrate here, on frames never measured).")] = None,
+    calibrate_on: Annotated[Optional[str], typer.Option(help="Calibrate on these frames (folder, video…), not "
+                                                             "on --source.")] = None,
+    calibration_frames: Annotated[Optional[int], typer.Option(help="Frames to calibrate on: the first N of "
+                                                                   "--calibrate-on, else the first N of --source, "
+                                                                   "which are then not measured (default 8).")] = None,
+    bits: Annotated[Optional[int], typer.Option(help="Selects wire format 1 instead (affine quantization, bit "
+                                                     "planes, zstd; no table): 2..8, or 16/32 for float "
+                                                     "passthrough.")] = None,
+    granularity: Annotated[Optional[str], typer.Option(help="Wire format 1: channel or tensor.")] = None,
+    clip: Annotated[Optional[float], typer.Option(help="Wire format 1: fraction of values kept inside the "
+                                                       "quantizer range.")] = None,
+    level: Annotated[Optional[int], typer.Option(help="Wire format 1: zstd level 1..22.")] = None,
     keyframe_interval: Annotated[Optional[int], typer.Option(help="Temporal delta coding: a keyframe every N "
                                                                   "frames (0: off).")] = None,
     set_: Annotated[Optional[List[str]], typer.Option("--set", help="Other codec setting KEY=VALUE "
                                                                     "(repeatable).")] = None,
+    images: Annotated[str, typer.Option(help="Image codecs to compare with, comma-separated, or none.")] = (
+        "jpeg,webp,avif"),
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
-    frames: Annotated[Optional[int], typer.Option(help="At most this many frames.")] = None,
+    frames: Annotated[Optional[int], typer.Option(min=1, help="At most this many measured frames.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the JSON here.")] = None,
+    as_json: AsJson = False,
+    output: Output = None,
 ) -> None:
-    """Per frame and on average: payload bytes, bits per value, JPEG q90 bytes of the same letterboxed frame,
-    encode/decode/head/tail ms, and fidelity (mAP50, mAP50-95 against the unsplit model's own detections)."""
-    import json
-
+    """Rate and fidelity of the codec on your frames: bytes and bits per value, mAP50 and mAP50-95 against the
+    unsplit model's own detections, encode/decode/head/tail ms; and the same letterboxed frames as JPEG, WebP and
+    AVIF at a sweep of qualities, with what each needs to reach our mAP50-95."""
     from splitinfer.bench.codec import run_codec_bench
 
-    options = codec_options(bits, granularity, clip, level, keyframe_interval, set_ or [])
+    options = codec_options(bits, quality, granularity, clip, level, keyframe_interval, set_ or [])
+    calibration = _calibration(bits, table, calibrate_on, calibration_frames)
+    kinds = _image_kinds(images)
     with err_console.status("measuring…") as status:
         result = run_codec_bench(
-            model, source, cut=cut, imgsz=imgsz, limit=frames, codec_options=options, device=device,
-            on_frame=lambda r: status.update(f"frame {r.frame}: {r.bits_per_value:.2f} bits/value"),
+            model, source, cut=cut, imgsz=imgsz, limit=frames, codec_options=options, calibration=calibration,
+            images=kinds, device=device, say=status.update,
+            on_frame=lambda r: status.update(f"frame {r.frame}: {r.payload_bytes / 1000:.1f} kB, "
+                                             f"{r.bits_per_value:.2f} bits/value; image codecs…"),
         )
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2))
-    if as_json:
-        print_json(result)
-        return
-    _print_table(result)
+    _report("codec", result, output, as_json, *_codec_tables(result))
 
 
 def _fmt(value: Any, spec: str = ".3f") -> str:
     return "—" if value is None else format(value, spec)
 
 
-def _print_table(r: Dict[str, Any]) -> None:
-    shown = ("bits", "granularity", "clip", "layout", "level", "keyframe_interval")
-    codec = " ".join(f"{k}={v}" for k, v in r["codec"].items() if k in shown)
-    table = Table(title=f"{r['model']} cut {r['cut']} (layers {r['live_layers']}), {r['frames']} frames at "
-                        f"{r['imgsz']}; codec {codec}")
+def _codec_tables(r: Dict[str, Any]) -> List[Table]:
+    cal = r["calibration"]
+    title = (f"{r['model']} cut {r['cut']} (layers {r['live_layers']}), {r['frames']} frames at {r['imgsz']}; "
+             f"{r['scheme']}" + (f"; {cal['line']}" if cal else ""))
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
     rows = [
         ("bits per value", _fmt(r["bits_per_value"])),
-        ("payload bytes / frame", f"{r['payload_bytes_mean']:,.0f}"),
-        ("JPEG q90 bytes / frame", f"{r['jpeg_bytes_mean']:,.0f}"),
+        ("payload kB / frame (max)", f"{r['payload_bytes_mean'] / 1000:,.1f} ({r['payload_bytes_max'] / 1000:,.1f})"),
         ("mAP50 vs unsplit", _fmt(r["map50"])),
         ("mAP50-95 vs unsplit", _fmt(r["map50_95"])),
         ("reference boxes", str(r["reference_boxes"])),
@@ -109,7 +164,85 @@ def _print_table(r: Dict[str, Any]) -> None:
     ]
     for name, value in rows:
         table.add_row(name, value)
-    console.print(table)
+    if r["left_out_as_calibration_frames"]:
+        table.caption = f"left out: {len(r['left_out_as_calibration_frames'])} frames equal to calibration frames"
+    return [table, _image_table(r)]
+
+
+def _image_table(r: Dict[str, Any]) -> Table:
+    image = r["image"]
+    notes = [f"{kind}: skipped, {why}" for kind, why in image["skipped"].items()]
+    if not image["curve"]:
+        return Table(title="no image codec compared", caption="; ".join(notes) or None)
+    table = Table(title=f"the same frames as images, at our mAP50-95 ({_fmt(r['map50_95'])}) — ours: "
+                        f"{r['payload_bytes_mean'] / 1000:.1f} kB")
+    for col in ("format", "kB at our mAP50-95", "cheapest quality reaching it", "its kB", "its mAP50",
+                "its mAP50-95"):
+        table.add_column(col, justify="left" if col == "format" else "right")
+    for kind, m in image["at_our_map50_95"].items():
+        p = m["point"] or {}
+        kb = {"at most": "≤ ", "interpolated": ""}.get(m["match"], "") + _fmt(m["kB"], ".1f")
+        table.add_row(kind.upper(), kb if m["kB"] is not None else f"— ({m['match']})", _fmt(p.get("quality"), "d"),
+                      _fmt(p.get("kB"), ".1f"), _fmt(p.get("map50")), _fmt(p.get("map50_95")))
+    table.caption = "; ".join([f"{len(image['curve'])} points measured (JSON: image.curve); kB interpolated in log "
+                               "kB between the points around our mAP50-95", *notes])
+    return table
+
+
+def _cut_list(text: str) -> List[str]:
+    """``abcd``, ``b,d`` or ``10,22``: the cuts to study."""
+    parts = [c.strip() for c in text.split(",") if c.strip()]
+    if len(parts) == 1 and len(parts[0]) > 1 and set(parts[0]) <= set("abcd"):
+        parts = list(parts[0])
+    if not parts or not all(p in ("a", "b", "c", "d") or p.isdigit() for p in parts):
+        raise BenchError(f"--cuts {text!r}: expected presets a–d (abcd, b,d) or layer numbers (10,22)")
+    return parts
+
+
+@app.command("codec-curve")
+def bench_codec_curve(
+    model: Annotated[Optional[str], typer.Option(help=".pt checkpoint (default: the realistic YOLOv8s, see "
+                                                      "scripts/fetch-weights).")] = None,
+    skimage_data: Annotated[Optional[str], typer.Option(help="scikit-image's data folder (default: the installed "
+                                                             "package's), e.g. from an unzipped wheel.")] = None,
+    cuts: Annotated[str, typer.Option(help="Cuts: abcd, b,d or layer numbers; the clips are measured at cut d.")] = (
+        "abcd"),
+    qualities: Annotated[Optional[str], typer.Option(help="Qualities, comma-separated (default "
+                                                          "30,40,50,60,70,80).")] = None,
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
+    quick: Annotated[bool, typer.Option("--quick", help="Cut d, qualities 40,50,60, two qualities per image codec, "
+                                                        "the clips at quality 50 without images.")] = False,
+    tables: Annotated[Path, typer.Option(help="Where calibration tables are cached.")] = Path("bench/results/tables"),
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """The codec's rate–fidelity study on fixed frame sets: every cut and quality against JPEG, WebP and AVIF on
+    held-out photographs, small objects, a static and a panning clip (intra vs delta), and speed on one thread."""
+    from splitinfer.bench.codec_curve import CurveOptions, run_codec_curve, summary_tables
+
+    opts = CurveOptions(model=model, skimage_data=skimage_data, cuts=_cut_list(cuts), imgsz=imgsz, quick=quick,
+                        tables=tables)
+    if qualities is not None:
+        opts.qualities = _ints(qualities, "--qualities")
+        if not opts.qualities or not all(1 <= q <= 100 for q in opts.qualities):
+            raise BenchError(f"--qualities {qualities!r}: expected qualities 1..100, e.g. 40,50,60")
+    with err_console.status("starting…") as status:
+
+        def log(line: str) -> None:
+            status.update(line)
+            err_console.print(line)
+
+        result = run_codec_curve(opts, log)
+    _report("codec_curve", result, output, as_json, *(_text_table(*t) for t in summary_tables(result)))
+
+
+def _text_table(title: str, columns: List[str], rows: List[List[str]]) -> Table:
+    table = Table(title=title)
+    for k, col in enumerate(columns):
+        table.add_column(col, justify="left" if k == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
 
 
 def _floats(text: str) -> List[float]:
@@ -189,15 +322,8 @@ def _print_e2e(result: Dict[str, Any]) -> None:
     console.print(f"wrote {result['options']['out']}/e2e.json, e2e.csv, e2e.png in {result['wall_s']} s")
 
 
-# ---- the smaller benchmarks: each prints a table (or --json) and writes its JSON under bench/results ----------
-
-Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Where the JSON goes (default: "
-                                                                      "bench/results/<name>.json).")]
-AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout instead of a table.")]
-
-
-def _report(name: str, result: Dict[str, Any], output: Optional[Path], as_json: bool, table: Optional[Table]) -> None:
-    """Write ``result`` as JSON (to ``output`` or bench/results/<name>.json) and print it or ``table``."""
+def _report(name: str, result: Dict[str, Any], output: Optional[Path], as_json: bool, *tables: Table) -> None:
+    """Write ``result`` as JSON (to ``output`` or bench/results/<name>.json) and print it or ``tables``."""
     import json
 
     path = output or Path("bench/results") / f"{name}.json"
@@ -206,7 +332,7 @@ def _report(name: str, result: Dict[str, Any], output: Optional[Path], as_json: 
     if as_json:
         print_json(result)
         return
-    if table is not None:
+    for table in tables:
         console.print(table)
     err_console.print(f"wrote {path}")
 
