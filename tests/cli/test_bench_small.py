@@ -48,3 +48,23 @@ def test_bench_threads_times_head_and_tail_per_thread_count(tmp_path: Path) -> N
     assert data["rows"][0]["head_speedup"] == 1.0
     bad = CliRunner().invoke(app, ["bench", "threads", "--threads", "0"])
     assert bad.exit_code == 1 and "counts must be ≥ 1" in bad.output
+
+
+@pytest.mark.mosquitto
+@pytest.mark.model
+def test_bench_startup_times_real_nodes_with_a_model_file(tmp_path: Path) -> None:
+    """A model given as a file is assigned as run --local does (its folder, its name): nodes refuse a path."""
+    import shutil
+
+    from ultralytics.utils import ROOT
+
+    model = tmp_path / "models" / "yolov8n.yaml"
+    model.parent.mkdir()
+    shutil.copy(ROOT / "cfg" / "models" / "v8" / "yolov8.yaml", model)  # scale n, read off the name
+    out = tmp_path / "s.json"
+    result = CliRunner().invoke(app, ["bench", "startup", "--model", str(model), "--imgsz", "64", "--rounds", "2",
+                                      "--threads", "1", "--json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["cache"] for r in data["rounds"]] == ["cold", "warm"]
+    assert all(0 < r["tail_ready_s"] and 0 < r["head_first_frame_s"] for r in data["rounds"])

@@ -24,6 +24,7 @@ from splitinfer.broker.local import start_local_broker
 from splitinfer.broker.topics import Topics
 from splitinfer.cluster.processes import Processes, node_command
 from splitinfer.errors import BenchError
+from splitinfer.node.models import as_assigned
 
 __all__ = ["run_startup"]
 
@@ -50,17 +51,19 @@ def run_startup(model: str = "yolo11n.yaml", *, imgsz: int = 640, rounds: int = 
     with tempfile.TemporaryDirectory(prefix="splitinfer-startup-") as tmp, start_local_broker() as broker:
         topics = Topics("startup")
         env = {"SPLITINFER_CACHE": str(Path(tmp) / "cache")}
+        folder, name, digest = as_assigned(model)  # a file is assigned by name and sha256 out of its folder
         common = ["--broker", broker.url, "--fleet", topics.fleet]
+        nodes = common + (["--model-dir", folder] if folder else [])
         observer = MqttClient(BrokerConfig.from_url(broker.url, client_id="startup-observer"))
         metrics = observer.subscribe(topics.all_devices("metrics"), maxsize=10_000)
         detections = observer.subscribe(topics.all_detections(), maxsize=10_000)
         observer.connect(timeout=10)
         services = Processes(Path(tmp) / "logs", append=True)
-        services.start("coordinator", node_command("coordinator", *common, "--model", model, "--imgsz", str(imgsz),
-                                                   "--cut", "b"), env=env)
+        services.start("coordinator", node_command("coordinator", *common, "--model", name, "--imgsz", str(imgsz),
+                                                   "--cut", "b", *(["--sha256", digest] if digest else [])), env=env)
         try:
             for k in range(rounds):
-                rows.append(_round(k, common, env, Path(tmp) / "logs", metrics, detections, timeout, threads))
+                rows.append(_round(k, nodes, env, Path(tmp) / "logs", metrics, detections, timeout, threads))
         finally:
             services.stop()
             observer.close(timeout=0.5)
