@@ -1,14 +1,24 @@
-"""Only the optional AVX2 kernels of the codec live here; everything else is in pyproject.toml.
+"""The codec's C extensions; everything else is in pyproject.toml.
 
-On x86-64 with a C compiler, ``pip install`` builds ``splitinfer.codec._simd``; anywhere else, or if the build
-fails, the install goes on without it and the codec runs its numpy/torch path (the same bytes, slower).
+* ``splitinfer.codec._arith`` (portable C, every architecture): the range coder and centred quantizer of wire
+  format version 2. Without a C compiler the install goes on without it and the codec runs its pure-Python twin
+  (the same bytes, far slower).
+* ``splitinfer.codec._simd`` (x86-64 only): the AVX2 kernels of the version-1 scheme. Anywhere else, or if the
+  build fails, the codec runs its numpy/torch path (the same bytes, slower).
 """
 
 import platform
 
 from setuptools import Extension, setup
 
-extensions = []
+extensions = [
+    Extension(
+        "splitinfer.codec._arith",
+        sources=["src/splitinfer/codec/_arith.c"],
+        extra_compile_args=["-O3", "-ffp-contract=off"],
+        optional=True,
+    )
+]
 if platform.machine().lower() in ("x86_64", "amd64"):
     extensions.append(
         Extension(

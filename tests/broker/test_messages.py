@@ -115,6 +115,16 @@ def test_a_profile_keeps_only_what_the_schema_knows() -> None:
     assert DeviceInfo.from_json(payload.encode()).profile == {"layer_ms": [1.0, 2.0]}
 
 
+def test_device_info_carries_the_torch_device_and_a_failure() -> None:
+    info = DeviceInfo(id="jetson-01", role="head", device="cuda:0", failure="model file not found")
+    back = DeviceInfo.from_json(info.to_json())
+    assert back.device == "cuda:0" and back.failure == "model file not found"
+    older = DeviceInfo.from_json(json.dumps({"id": "x", "role": "tail"}).encode())  # a node from before
+    assert older.device == "" and older.failure == ""
+    with pytest.raises(ProtocolError, match="device"):
+        DeviceInfo.from_json(json.dumps({"id": "x", "role": "tail", "device": 0}).encode())
+
+
 def test_parse_json_names_what_it_parsed() -> None:
     with pytest.raises(ProtocolError, match=r"^policy: not JSON"):
         parse_json(b"{", "policy")

@@ -201,12 +201,13 @@ def test_head_publishes_its_own_topics_and_nothing_else(login: Callable[..., Mqt
     operator = login("coordinator")
     everything = operator.subscribe(T.all(), qos=1, maxsize=1000)
     head = login("jetson-01")
-    allowed = [T.info("jetson-01"), T.state("jetson-01"), T.metrics("jetson-01"), T.features("tail-01", "jetson-01")]
+    allowed = [T.info("jetson-01"), T.state("jetson-01"), T.metrics("jetson-01"), T.features("tail-01", "jetson-01"),
+               T.detections("jetson-01")]  # its own detections: local mode
     denied = [
         T.info("jetson-02"),  # another device's topic
         T.assign("jetson-01"),  # only the coordinator assigns
         T.features("tail-01", "jetson-02"),  # posing as another head
-        T.detections("jetson-01"),  # a tail's job
+        T.detections("jetson-02"),  # another head's detections
         "splitinfer/other-fleet/devices/jetson-01/info",
     ]
     for topic in denied + allowed:  # denied first: Mosquitto drops them silently, order is kept per client

@@ -34,3 +34,17 @@ def test_bench_broker_prints_json_and_writes_it(tmp_path: Path) -> None:
 def test_bench_codec_speed_refuses_malformed_bits() -> None:
     result = CliRunner().invoke(app, ["bench", "codec-speed", "--bits", "2,x"])
     assert result.exit_code == 1 and "expected integers" in result.output
+
+
+@pytest.mark.model
+def test_bench_threads_times_head_and_tail_per_thread_count(tmp_path: Path) -> None:
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(app, ["bench", "threads", "--model", "yolov8n.yaml", "--imgsz", "64", "--threads",
+                                      "2,1", "--repeat", "1", "--rounds", "1", "--json", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert [r["threads"] for r in data["rows"]] == [1, 2] and data["layer"] == 10
+    assert all(r["head_ms"] > 0 and r["tail_ms"] > 0 for r in data["rows"])
+    assert data["rows"][0]["head_speedup"] == 1.0
+    bad = CliRunner().invoke(app, ["bench", "threads", "--threads", "0"])
+    assert bad.exit_code == 1 and "counts must be ≥ 1" in bad.output

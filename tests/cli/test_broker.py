@@ -48,7 +48,7 @@ def test_broker_config_writes_three_files(tmp_path: Path, monkeypatch: pytest.Mo
     assert "allow_anonymous false" in conf and "listener 1883\n" in conf
     bound = runner.invoke(app, ["broker", "config", "-f", str(fleet), "--out", str(tmp_path / "b2"), "--bind",
                                 "10.0.0.2"])
-    assert bound.exit_code == 0 and "listener on 10.0.0.2, port 1883" in bound.stderr
+    assert bound.exit_code == 0 and "listeners on 10.0.0.2, port 1883 (devices)" in bound.stderr
     assert "listener 1883 10.0.0.2\n" in (tmp_path / "b2" / "mosquitto.conf").read_text()
     acl = (tmp_path / "broker" / "acl").read_text()
     assert "user cam-1" in acl and "topic write splitinfer/acl/features/+/cam-1" in acl
@@ -127,7 +127,7 @@ def test_devices_reach_only_their_own_topics(broker_up: Path) -> None:
         cam1.publish("splitinfer/acl/devices/cam-1/info", b"mine", qos=1, timeout=5)
         cam1.publish("splitinfer/acl/devices/cam-2/info", b"forged", qos=1, timeout=5)
         cam1.publish("splitinfer/acl/features/tail-1/cam-1", b"features", qos=1, timeout=5)
-        cam1.publish("splitinfer/acl/detections/cam-1", b"forged detections", qos=1, timeout=5)
+        cam1.publish("splitinfer/acl/detections/cam-2", b"forged detections", qos=1, timeout=5)
         tail = device_client("tail-1")
         tail.publish("splitinfer/acl/detections/cam-1", b"boxes", qos=1, timeout=5)
         operator.publish("splitinfer/acl/coordinator/policy", b"{}", qos=1, timeout=5)

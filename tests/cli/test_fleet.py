@@ -131,7 +131,7 @@ def test_fleet_file_from_environment(fleet_file: Path) -> None:
         (["--role", "head", "--docker", "unix:///x"], "error: --source: a head needs a source"),
         (
             ["--role", "head", "--docker", "unix:///x", "--source", "0", "--cut", "q"],
-            "error: --cut: expected a, b, c, d, auto or a layer index ≥ 1, got 'q'",
+            "error: --cut: expected a, b, c, d, auto, local, offload or a layer index ≥ 1, got 'q'",
         ),
         (["--role", "tail", "--docker", "http://x"], "error: --docker: expected unix://PATH"),
         (["--role", "tail", "--docker", "unix:///x", "--env", "NOPE"], "error: --env: expected KEY=VALUE, got 'NOPE'"),
@@ -189,7 +189,8 @@ def test_unreachable_engine_check_and_deploy(fleet_file: Path) -> None:
 
 def test_deploy_bad_cut_override(fleet_file: Path) -> None:
     result = runner.invoke(app, ["deploy", "--cut", "x", "-f", str(fleet_file)])
-    assert result.exit_code == 1 and "--cut: expected a, b, c, d, auto or a layer index" in _flat(result.stderr)
+    assert result.exit_code == 1
+    assert "--cut: expected a, b, c, d, auto, local, offload or a layer index" in _flat(result.stderr)
 
 
 def test_logs_unknown_device(fleet_file: Path) -> None:

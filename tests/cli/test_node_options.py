@@ -41,4 +41,4 @@ def test_the_coordinator_says_what_it_runs_before_any_device_appears(mosquitto_b
         proc.terminate()
         proc.wait(10)
     assert line.startswith(f"coordinator for fleet hello on {mosquitto_broker.url}: model yolov8n.yaml at 640, "
-                           "cut auto, 2-bit, batch 1 (policy from flags); waiting for devices"), line
+                           "cut auto, 2-bit, batch 1 (policy from flags); inventory: none"), line

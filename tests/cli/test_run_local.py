@@ -6,12 +6,13 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from splitinfer.cli.app import app
 from splitinfer.cluster.run_local import CSV_COLUMNS
 
-runner = CliRunner()
+from .streams import both, cli_runner
+
+runner = cli_runner()
 
 
 @pytest.mark.model
@@ -20,7 +21,7 @@ runner = CliRunner()
 def test_run_local_falls_back_to_random_weights_and_writes_everything(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(app, ["run", "--local", "--frames", "4", "--imgsz", "128", "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, both(result)
     summary = json.loads(result.stdout)
     assert {"frames", "fps", "e2e_ms_p50", "e2e_ms_p99", "payload_bytes_mean", "dropped"} <= set(summary)
     assert summary["frames"] == 4 and summary["dropped"] == 0 and summary["frames_sent"] == 4
@@ -51,15 +52,15 @@ def test_a_folder_at_fps_0_is_detected_frame_by_frame_with_cut_auto(tmp_path: Pa
     result = runner.invoke(app, ["run", "--local", "--model", "yolov8n.yaml", "--imgsz", "160", "--source",
                                  str(folder), "--frames", "0", "--cut", "auto", "--no-annotate", "--out",
                                  str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, both(result)
     text = " ".join(result.stdout.split())
     assert "cut auto (layer" in text and "12 of 12 frames detected (0 dropped)" in text
-    assert "random weights" not in result.output  # a .yaml asked for by name is not a fallback
+    assert "random weights" not in both(result)  # a .yaml asked for by name is not a fallback
 
 
 def test_run_without_local_says_what_to_do() -> None:
     result = runner.invoke(app, ["run"])
-    assert result.exit_code == 1 and "only --local is supported" in result.output
+    assert result.exit_code == 1 and "only --local is supported" in both(result)
 
 
 def test_run_local_refuses_a_missing_source_at_once(tmp_path: Path) -> None:
@@ -68,7 +69,7 @@ def test_run_local_refuses_a_missing_source_at_once(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--local", "--source", str(missing), "--out", str(tmp_path / "out")])
     elapsed = time.monotonic() - started
     assert result.exit_code == 1
-    assert "no such file or folder" in result.output and result.output.count(str(missing)) == 1, result.output
+    assert "no such file or folder" in both(result) and both(result).count(str(missing)) == 1, both(result)
     assert elapsed < 5, elapsed
     assert not (tmp_path / "out").exists()  # nothing started
 
@@ -84,8 +85,8 @@ def test_run_local_refuses_a_missing_source_at_once(tmp_path: Path) -> None:
 def test_run_local_refuses_bad_settings_before_loading_the_model(tmp_path: Path, args: list, message: str) -> None:
     result = runner.invoke(app, ["run", "--local", "--model", "no-such-model.pt", "--out", str(tmp_path / "o"),
                                  *args])
-    assert result.exit_code == 1 and message in result.output, result.output  # not the model's error
-    assert result.output.count("error:") == 1
+    assert result.exit_code == 1 and message in both(result), both(result)  # not the model's error
+    assert both(result).count("error:") == 1
     assert not (tmp_path / "o").exists()
 
 
@@ -100,5 +101,5 @@ def test_run_local_refuses_bad_settings_before_loading_the_model(tmp_path: Path,
 )
 def test_run_local_refuses_bad_settings_before_starting_anything(tmp_path: Path, args: list, message: str) -> None:
     result = runner.invoke(app, ["run", "--local", "--model", "yolov8n.yaml", "--out", str(tmp_path / "o"), *args])
-    assert result.exit_code == 1 and message in result.output, result.output
+    assert result.exit_code == 1 and message in both(result), both(result)
     assert not (tmp_path / "o" / "logs").exists()  # no process was started

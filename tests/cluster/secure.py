@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from splitinfer.broker.client import MqttClient
 from splitinfer.broker.config import BrokerConfig
@@ -19,21 +18,22 @@ from splitinfer.broker.topics import Topics
 from splitinfer.cluster.processes import Processes, node_command
 from splitinfer.fleet.credentials import derive_password
 
+from .harness import Observer
+
 SECRET = "Tr0ub4dor&3-horse-battery-staple"
 FLEET = "secure"
 MODEL = "yolov8n.yaml"
 IMGSZ = 128
 
 
-class SecureFleet:
+class SecureFleet(Observer):
+    watch_processes = False  # the hostile tests kill and fail nodes on purpose
     def __init__(self, root: Path, devices: Dict[str, str], *, imgsz: int = IMGSZ) -> None:
         self.root, self.devices = root, dict(devices)
         self.port = free_port()
         self.operator_port = free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.operator_url = f"mqtt://127.0.0.1:{self.operator_port}"
-        self.topics = Topics(FLEET)
-        self.procs = Processes(root / "logs")
         self.fleet_file = root / "fleet.yaml"
         self.fleet_file.write_text(json.dumps({
             "fleet": FLEET,
@@ -46,12 +46,9 @@ class SecureFleet:
         self.broker: Optional[LocalBroker] = None
         self.start_broker()
         self.clients: List[MqttClient] = []
-        self.operator = self.client("coordinator", operator=True, client_id=f"{FLEET}-test-operator")
-        self.detections = self.operator.subscribe(self.topics.all_detections(), maxsize=100_000, drop="newest")
-        self.metrics_sub = self.operator.subscribe(self.topics.all_devices("metrics"), maxsize=100_000)
-        self.state_sub = self.operator.subscribe(self.topics.all_devices("state"), qos=1, maxsize=100_000)
+        super().__init__(self.client("coordinator", operator=True, client_id=f"{FLEET}-test-operator"),
+                         Topics(FLEET), Processes(root / "logs"))
         self.operator.connect(timeout=10)
-        self.states: Dict[str, str] = {}
 
     # ---- the broker ---------------------------------------------------------------------------------------
 
@@ -99,40 +96,8 @@ class SecureFleet:
 
     # ---- waiting -----------------------------------------------------------------------------------------
 
-    def wait_state(self, device: str, state: str, timeout: float = 120.0) -> float:
-        deadline = time.monotonic() + timeout
-        while self.states.get(device) != state:
-            assert time.monotonic() < deadline, f"{device} not {state} after {timeout} s\n{self.procs.tails()}"
-            msg = self.state_sub.get(timeout=0.2)
-            if msg is not None:
-                self.states[self.topics.parse(msg.topic).device] = msg.payload.decode()
-        return time.monotonic()
-
-    def wait_detections(self, n: int, timeout: float, where: Callable[[dict], bool] = lambda r: True) -> List[dict]:
-        out: List[dict] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < deadline:
-            msg = self.detections.get(timeout=0.2)
-            if msg is not None:
-                record = json.loads(msg.payload)
-                if where(record):
-                    out.append(record)
-        assert len(out) >= n, f"only {len(out)} of {n} detections in {timeout} s\n{self.procs.tails()}"
-        return out
-
     def drain_detections(self) -> None:
         self.detections.drain()
-
-    def metrics(self, device: str, where: Callable[[dict], bool] = lambda m: True, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        topic = self.topics.metrics(device)
-        while time.monotonic() < deadline:
-            msg = self.metrics_sub.get(timeout=0.2)
-            if msg is not None and msg.topic == topic:
-                data = json.loads(msg.payload)
-                if where(data):
-                    return data
-        raise AssertionError(f"no matching metrics from {device} in {timeout} s\n{self.procs.tails()}")
 
     def retained(self, topic: str, timeout: float = 5.0) -> Any:
         """The retained message on ``topic``, as JSON (a fresh subscription gets it at once)."""

@@ -137,3 +137,17 @@ def test_batches_of_several_sources_use_deltas() -> None:
         out = dec.decode(blob)
         assert float((out.tensors[0] - moved).abs().max()) < 0.8  # 3 bits: steps of about 1.0
     assert sizes[1] < 0.8 * sizes[0]
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_zigzag_round_trips_without_warnings(bits: int) -> None:
+    """Every residue mod 2**bits survives; no deprecated tensor `//` (torch 1.11 warns about it)."""
+    import warnings
+
+    from splitinfer.codec.delta import unzigzag, zigzag
+
+    diffs = torch.arange(256, dtype=torch.int16).to(torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = unzigzag(zigzag(diffs, bits), bits)
+    assert torch.equal(back, diffs & ((1 << bits) - 1))

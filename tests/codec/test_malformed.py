@@ -6,6 +6,7 @@ import struct
 import zlib
 
 import pytest
+import torch
 import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -177,3 +178,133 @@ def test_resealed_corruption_never_escapes_as_another_error(data: st.DataObject)
     except CodecError:
         return
     assert out.numel <= 1 << 16
+
+
+# ------------------------------------------------------------------------------------------------ version 2
+
+
+def _v2() -> tuple:  # type: ignore[type-arg]
+    from .test_weighted import table_for
+
+    fs = make_features()
+    table = table_for(fs)
+    return table, Codec(table=table, quality=70).encode(fs)
+
+
+TABLE2, BLOB2 = _v2()
+
+
+def _v2_header_end(blob: bytes) -> int:
+    """Offset of the first stream (everything before it is header): one frame, two tensors."""
+    from splitinfer.codec import format as wire
+    from splitinfer.codec.weighted import FRAME, TENSOR
+
+    body = blob[:-4]
+    r = wire.Reader(body)
+    r.unpack(wire.PREAMBLE, "preamble")
+    r.string("model")
+    r.take(32, "digest")
+    r.string("source")
+    r.unpack(FRAME, "frame")
+    lengths = []
+    for _ in range(2):
+        _, _, _, ndim = r.unpack(TENSOR, "tensor")
+        r.array("u4", ndim, "shape")
+        lengths.append(r.unpack(wire.U32, "length")[0])
+    assert r.pos + sum(lengths) == len(body)
+    return r.pos
+
+
+def test_v2_truncated_and_stray_bytes_behind_a_valid_checksum() -> None:
+    body = BLOB2[:-4]
+    for cut in (16, 40, len(body) // 2, len(body) - 1):
+        with pytest.raises(CodecError, match=r"truncated|stray|stream|too short"):
+            Codec(table=TABLE2).decode(reseal(body[:cut]))
+    with pytest.raises(CodecError, match="stray"):
+        Codec(table=TABLE2).decode(reseal(body + b"\x00"))
+
+
+def test_v2_unknown_flags_and_zstd_flag() -> None:
+    for flag in (0x01, 0x80):
+        body = bytearray(BLOB2[:-4])
+        body[5] |= flag
+        with pytest.raises(CodecError, match="flags"):
+            Codec(table=TABLE2).decode(reseal(bytes(body)))
+
+
+def test_v2_absurd_shapes_are_refused_before_allocating() -> None:
+    """A tensor record claiming 2**31-wide rows, with its stream of a few bytes."""
+    body = bytearray(BLOB2[:-4])
+    end = _v2_header_end(BLOB2)
+    # the second tensor's shape (1, 16, 8, 8) sits 4 + 16 bytes before the header's end; make it (1, 16, 2**31-1, 8)
+    struct.pack_into("<I", body, end - 4 - 8, 2**31 - 1)
+    with pytest.raises(CodecError, match="max_values"):
+        Codec(table=TABLE2).decode(reseal(bytes(body)))
+    struct.pack_into("<I", body, end - 4 - 8, 0)
+    with pytest.raises(CodecError, match="shape"):
+        Codec(table=TABLE2).decode(reseal(bytes(body)))
+
+
+def test_v2_stream_lengths_are_bounded() -> None:
+    body = bytearray(BLOB2[:-4])
+    end = _v2_header_end(BLOB2)
+    struct.pack_into("<I", body, end - 4, 0xFFFFFFFF)
+    with pytest.raises(CodecError, match=r"max_bytes|truncated"):
+        Codec(table=TABLE2).decode(reseal(bytes(body)))
+    with pytest.raises(CodecError, match="max_bytes"):
+        Codec(table=TABLE2, max_bytes=10).decode(BLOB2)
+
+
+def test_v2_bad_step_and_scheme() -> None:
+    from splitinfer.codec.weighted import FRAME
+
+    body = bytearray(BLOB2[:-4])
+    frame_at = 16 + 1 + len("c0ffee") + 32 + 1 + len("cam-1")
+    for delta in (0.0, -1.0, float("nan"), float("inf"), 1e30):
+        struct.pack_into("<f", body, frame_at + FRAME.size - 4, delta)
+        with pytest.raises(CodecError, match="quantization step"):
+            Codec(table=TABLE2).decode(reseal(bytes(body)))
+    body = bytearray(BLOB2[:-4])
+    tensor_at = frame_at + FRAME.size
+    body[tensor_at + 3] = 2  # scheme 2 (version 1's per channel) in a version-2 blob
+    with pytest.raises(CodecError, match="scheme"):
+        Codec(table=TABLE2).decode(reseal(bytes(body)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_v2_bit_flips_and_truncations_raise_codec_error(data: st.DataObject) -> None:
+    blob = bytearray(BLOB2)
+    if data.draw(st.booleans()):
+        bit = data.draw(st.integers(0, len(blob) * 8 - 1))
+        blob[bit // 8] ^= 1 << (bit % 8)
+    else:
+        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
+    with pytest.raises(CodecError):
+        Codec(table=TABLE2).decode(bytes(blob))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_v2_resealed_corruption_never_escapes_as_another_error(data: st.DataObject) -> None:
+    """Corrupt header *and* streams, fix the checksum: only CodecError, and bounded output, ever."""
+    body = bytearray(BLOB2[:-4])
+    for _ in range(data.draw(st.integers(1, 6))):
+        at = data.draw(st.integers(0, len(body) - 1))
+        body[at] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        body = body[: data.draw(st.integers(0, len(body)))] + data.draw(st.binary(max_size=16))
+    try:
+        out = Codec(table=TABLE2, max_values=1 << 16).decode(reseal(bytes(body)))
+    except CodecError:
+        return
+    assert out.numel <= 1 << 16
+    assert all(bool(torch.isfinite(t).all()) for t in out.tensors)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=600))
+def test_v2_garbage_after_a_valid_header_raises_codec_error(tail: bytes) -> None:
+    end = _v2_header_end(BLOB2)
+    with pytest.raises(CodecError):
+        Codec(table=TABLE2).decode(reseal(BLOB2[:end] + tail))

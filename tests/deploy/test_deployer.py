@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import pytest
@@ -22,6 +24,23 @@ class FakeEngine:
     device: str
     containers: Dict[str, ContainerState] = field(default_factory=dict)
     calls: List[str] = field(default_factory=list)
+    volume: Dict[str, bytes] = field(default_factory=dict)
+    """The model volume's files by path (one volume: the fake engine holds one fleet)."""
+    corrupt: bool = False
+    """Copies land with one byte flipped."""
+
+    def put_files(self, cid: str, files: Dict[str, Tuple[object, int]]) -> None:
+        for path, (content, _) in files.items():
+            data = content.read_bytes() if isinstance(content, Path) else content
+            assert isinstance(data, bytes)
+            self.volume[path] = bytes([data[0] ^ 1]) + data[1:] if self.corrupt and data else data
+            self.calls.append(f"put {path}")
+
+    def read_file(self, cid: str, path: str) -> Optional[bytes]:
+        return self.volume.get(path)
+
+    def file_sha256(self, cid: str, path: str) -> Optional[str]:
+        return hashlib.sha256(self.volume[path]).hexdigest() if path in self.volume else None
 
     def container(self, name_or_id: str) -> Optional[ContainerState]:
         for state in self.containers.values():
@@ -225,3 +244,46 @@ def test_interrupted_deploy_leftover_is_restored_not_orphaned() -> None:
     results = _deploy(side, _fleet())
     assert results[1].status == "started" and results[1].container_id == old.id
     assert [s.name for s in engine.containers.values()] == ["splitinfer-cam-1"]
+
+
+def _with_model(folder: Path, weights: bytes) -> Fleet:
+    (folder / "best.pt").write_bytes(weights)
+    data = _fleet().model_dump()
+    data["model"] = {"path": str(folder / "best.pt"), "sha256": hashlib.sha256(weights).hexdigest()}
+    return Fleet.model_validate(data)
+
+
+def test_the_model_is_copied_only_when_its_digest_differs(tmp_path: Path) -> None:
+    side = Fleetside()
+    first = _deploy(side, _with_model(tmp_path, b"weights v1"))
+    assert [r.models_copied for r in first] == [["best.pt"], ["best.pt"]]
+    engine = side.engines["cam-1"]
+    digest = hashlib.sha256(b"weights v1").hexdigest()
+    assert engine.volume == {"/models/best.pt": b"weights v1", "/models/best.pt.sha256": f"{digest}\n".encode()}
+    assert engine.calls[:3] == ["create splitinfer-cam-1-models", "put /models/best.pt.sha256", "put /models/best.pt"]
+    assert [s.name for s in engine.containers.values()] == ["splitinfer-cam-1"]  # the helper is gone
+
+    again = _deploy(side, _with_model(tmp_path, b"weights v1"))
+    assert [(r.status, r.models_copied) for r in again] == [("kept", []), ("kept", [])]
+    changed = _deploy(side, _with_model(tmp_path, b"weights v2"))
+    assert [(r.status, r.models_copied) for r in changed] == [("kept", ["best.pt"]), ("kept", ["best.pt"])]
+    assert engine.volume["/models/best.pt"] == b"weights v2"
+
+
+def test_a_copy_that_reads_back_wrong_is_not_marked_and_stops_the_rollout(tmp_path: Path) -> None:
+    side = Fleetside()
+    side.engines["gpu-1"] = FakeEngine("gpu-1", corrupt=True)
+    results = _deploy(side, _with_model(tmp_path, b"weights"))
+    assert [r.status for r in results] == ["failed", "skipped"]
+    assert "best.pt reached the model volume with sha256" in results[0].message
+    assert side.engines["gpu-1"].volume["/models/best.pt.sha256"] == b""  # copied again next time
+    assert side.engines["gpu-1"].containers == {}
+
+
+def test_a_stranger_named_like_the_copy_helper_is_left_alone(tmp_path: Path) -> None:
+    side = Fleetside()
+    engine = side.engines.setdefault("gpu-1", FakeEngine("gpu-1"))
+    engine.create(ContainerSpec(name="splitinfer-gpu-1-models", image="x", command=("sleep",)))  # not ours
+    results = _deploy(side, _with_model(tmp_path, b"weights"))
+    assert results[0].status == "failed" and "is in the way of the model copy and is not ours" in results[0].message
+    assert [s.name for s in engine.containers.values()] == ["splitinfer-gpu-1-models"]

@@ -53,7 +53,7 @@ def fleet_file(tmp_path_factory: pytest.TempPathFactory, dockerd: str, broker: L
     def device(device_id: str, role: str) -> dict:
         # the image carries PATH and PYTHONPATH itself: fleet.yaml needs only its volumes
         d = {"id": device_id, "role": role, "docker": dockerd, "volumes": built[role]["volumes"],
-             "env": {"SPLITINFER_FPS": "4"}}
+             "env": {"SPLITINFER_FPS": "4", "SPLITINFER_THREADS": "1"}}  # three nodes share this machine
         if role == "head":
             d["source"] = "synthetic:100000"
         return d

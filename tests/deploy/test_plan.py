@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -10,12 +12,23 @@ from splitinfer.deploy import Action, ContainerState, container_spec, decide, pl
 from splitinfer.errors import FleetConfigError
 from splitinfer.fleet import Fleet
 
+WEIGHTS = b"not really a checkpoint"
+WEIGHTS_SHA = hashlib.sha256(WEIGHTS).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def model_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fleet's model file, on "the operator's machine": the current folder, where plan_targets looks."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yolo11n.pt").write_bytes(WEIGHTS)
+    return tmp_path
+
 
 def _fleet(**changes: object) -> Fleet:
     data = {
         "fleet": "traffic-a",
         "broker": {"url": "mqtt://10.0.0.2:1883", "username": "si", "password_env": "MQTT_PW"},
-        "model": {"path": "yolo11n.pt", "imgsz": 640},
+        "model": {"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "imgsz": 640},
         "defaults": {"cut": "b", "bits": 4},
         "devices": [
             {
@@ -75,7 +88,9 @@ def test_spec_for_jetson_head_and_gpu_tail() -> None:
         "splitinfer.config-hash": head.config_hash(),
     }
     tail = container_spec(fleet, fleet.devices[3], environ=ENV)
-    assert tail.gpus == 2 and tail.runtime is None and tail.volumes == ("/data:/data:ro",)
+    assert tail.gpus == 2 and tail.runtime is None
+    assert tail.volumes == ("/data:/data:ro", "splitinfer-traffic-a-models:/models:ro",
+                            "splitinfer-traffic-a-cache:/cache:rw")
     assert container_spec(fleet, fleet.devices[1], environ=ENV).gpus == -1
 
 
@@ -114,7 +129,7 @@ def test_cut_and_bits_overrides_reach_assignments_of_heads_only() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("cut", "z", "--cut: expected a, b, c, d, auto or a layer index ≥ 1, got 'z'"),
+        ("cut", "z", "--cut: expected a, b, c, d, auto, local, offload or a layer index ≥ 1, got 'z'"),
         ("bits", 12, "--bits: expected 2..8 (quantized) or 16/32 (passthrough), got 12"),
         ("only", ["nope"], "--only: no device 'nope' in the fleet (devices: cam-1, gpu-1, cam-2, gpu-2)"),
     ],
@@ -153,3 +168,73 @@ def test_decide() -> None:
     assert decide(target, _state(target.config_hash), image_id="sha256:b")[0] is Action.RECREATE
     exited = _state(target.config_hash, status="exited", running=False)
     assert decide(target, exited) == (Action.START, "container is exited")
+
+
+def test_accelerators_reach_the_containers_as_each_machine_needs() -> None:
+    """A Jetson head gets the nvidia runtime (device requests fail there); an x86 tail a GPU request."""
+    fleet = _fleet(defaults={"cut": "b", "bits": 4, "half": False})
+    head, tail = (container_spec(fleet, fleet.devices[k], environ=ENV) for k in (0, 1))
+    assert head.env["SPLITINFER_DEVICE"] == "auto" and "SPLITINFER_HALF" not in head.env
+    shown = head.describe()
+    assert shown["runtime"] == "nvidia" and shown["device_requests"] == []
+    shown = tail.describe()
+    assert shown["runtime"] is None and shown["device_requests"] == [{"count": -1, "capabilities": [["gpu"]]}]
+    data = _fleet().model_dump()
+    data["devices"][0].update(device="cuda")
+    data["devices"][1].update(half=True)
+    fleet = Fleet.model_validate(data)
+    assert container_spec(fleet, fleet.devices[0], environ=ENV).env["SPLITINFER_DEVICE"] == "cuda"
+    assert container_spec(fleet, fleet.devices[1], environ=ENV).env["SPLITINFER_HALF"] == "1"
+
+
+def test_every_node_gets_the_model_and_cache_volumes() -> None:
+    fleet = _fleet()
+    spec = container_spec(fleet, fleet.devices[2], environ=ENV)
+    assert spec.env["SPLITINFER_MODEL_DIR"] == "/models" and spec.env["SPLITINFER_CACHE"] == "/cache"
+    assert spec.volumes == ("splitinfer-traffic-a-models:/models:ro", "splitinfer-traffic-a-cache:/cache:rw")
+
+
+def test_cameras_reach_the_container() -> None:
+    data = _fleet().model_dump()
+    data["devices"][0].update(source="csi://0?width=1920&height=1080")  # runtime: nvidia already
+    data["devices"][2].update(source="/dev/video2")
+    fleet = Fleet.model_validate(data)
+    csi = container_spec(fleet, fleet.devices[0], environ=ENV)
+    assert "/tmp/argus_socket:/tmp/argus_socket" in csi.volumes and csi.devices == ("/dev/video0",)
+    assert container_spec(fleet, fleet.devices[2], environ=ENV).devices == ("/dev/video2",)
+    data["devices"][0].update(source="1")
+    fleet = Fleet.model_validate(data)
+    assert container_spec(fleet, fleet.devices[0], environ=ENV).devices == ("/dev/video0", "/dev/video1")
+
+
+def test_the_model_and_its_table_are_distributed(model_here: Path) -> None:
+    (model_here / "calib.json").write_bytes(b"{}")
+    fleet = _fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "table": "calib.json"})
+    targets = plan_targets(fleet, environ=ENV)
+    files = [(f.name, f.sha256) for f in targets[0].models]
+    assert files == [("yolo11n.pt", WEIGHTS_SHA), ("calib.json", hashlib.sha256(b"{}").hexdigest())]
+    assert all(t.models == targets[0].models for t in targets)
+    assert plan_targets(_fleet(model={"path": "yolo11n.yaml"}), environ=ENV)[0].models == ()  # Ultralytics' own
+    (model_here / "mine.yaml").write_text("nc: 2\n")
+    assert [f.name for f in plan_targets(_fleet(model={"path": "mine.yaml"}), environ=ENV)[0].models] == ["mine.yaml"]
+
+
+def test_a_checkpoint_without_its_sha256_is_refused_with_the_digest_to_paste() -> None:
+    with pytest.raises(FleetConfigError) as info:
+        plan_targets(_fleet(model={"path": "yolo11n.pt"}), environ=ENV, fleet_file="fleet.yaml")
+    assert str(info.value) == (f"fleet.yaml: model.sha256: required to distribute yolo11n.pt (nodes refuse any other "
+                               f'file); add under model:   sha256: "{WEIGHTS_SHA}"')
+    with pytest.raises(FleetConfigError, match=f'model.sha256: {"0" * 64} is not the digest of .*{WEIGHTS_SHA}'):
+        plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": "0" * 64}), environ=ENV)
+    with pytest.raises(FleetConfigError, match=r"model.path: .*other.pt: file not found"):
+        plan_targets(_fleet(model={"path": "other.pt", "sha256": WEIGHTS_SHA}), environ=ENV)
+    with pytest.raises(FleetConfigError, match=r"model.table: .*nope.json: file not found"):
+        plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "table": "nope.json"}), environ=ENV)
+
+
+def test_the_policy_names_the_model_as_deploy_copies_it() -> None:
+    from splitinfer.deploy.live import policy_from_fleet
+
+    assert policy_from_fleet(_fleet(model={"path": "/home/op/runs/best.pt", "sha256": WEIGHTS_SHA})).model == "best.pt"
+    assert policy_from_fleet(_fleet(model={"path": "yolo11n.yaml"})).model == "yolo11n.yaml"
+    assert policy_from_fleet(_fleet(model={"name": "yolo11n"})).model == "yolo11n.pt"

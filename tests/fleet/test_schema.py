@@ -49,7 +49,8 @@ def test_duplicate_id_names_both_entries(tmp_path: Path) -> None:
 
 def test_unknown_cut(tmp_path: Path) -> None:
     message = _load(tmp_path, BASE.replace('source: "0"}', 'source: "0", cut: e}'))
-    assert message == "fleet.yaml: devices[0].cut: expected a, b, c, d, auto or a layer index ≥ 1, got 'e'"
+    assert message == ("fleet.yaml: devices[0].cut: expected a, b, c, d, auto, local, offload or a layer index ≥ 1, "
+                       "got 'e'")
     message = _load(tmp_path, BASE + "defaults: {cut: 0}\n")
     assert message == "fleet.yaml: defaults.cut: expected a layer index ≥ 1, got 0"
 
@@ -124,3 +125,38 @@ def test_top_level_must_be_mapping(tmp_path: Path) -> None:
 def test_example_fleet_at_repo_root_is_valid() -> None:
     fleet = load_fleet(Path(__file__).parents[2] / "fleet.yaml")
     assert {d.role for d in fleet.devices} == {"head", "tail"}
+
+
+def test_torch_device_and_half_per_device_and_in_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(BASE.replace("runtime: nvidia}", "runtime: nvidia, device: CUDA}")
+                    .replace("gpus: all}", "gpus: all, half: true}"))
+    fleet = load_fleet(path)
+    assert [fleet.device_for(d) for d in fleet.devices] == ["auto", "cuda", "auto"]
+    assert [fleet.half_for(d) for d in fleet.devices] == [False, False, True]
+    path.write_text(BASE + "defaults: {device: cpu}\n")
+    cpu_fleet = load_fleet(path)
+    assert cpu_fleet.device_for(cpu_fleet.devices[2]) == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (('source: "0"}', 'source: "0", device: gpu}'),
+         "devices[0].device: expected auto, cpu, cuda or cuda:N (the torch device the node runs on), got 'gpu'"),
+        (('source: "0"}', 'source: "0", device: cuda}'),
+         "devices[0].device: cuda (from device) needs the GPU passed into the container: add runtime: nvidia "
+         "(Jetson) or gpus: all (x86 with the NVIDIA Container Toolkit), or use auto"),
+        (("devices:", "defaults: {device: 'cuda:1'}\ndevices:"),
+         "devices[0].device: cuda:1 (from defaults.device) needs the GPU passed into the container"),
+        (('source: "0"}', 'source: "0", half: true}'),
+         "devices[0].half: half precision runs on the GPU: give the device runtime: nvidia (Jetson) or gpus (x86)"),
+        (("gpus: all}", "gpus: all, device: cpu, half: true}"), "devices[2].half: half precision runs on the GPU"),
+        (('source: "0"}', 'source: "csi://0"}'),
+         "devices[0].runtime: a csi:// camera is read through JetPack's camera stack, which the nvidia runtime "
+         "mounts into the container: add runtime: nvidia"),
+    ],
+)
+def test_accelerator_mistakes_say_how_to_fix_them(tmp_path: Path, change: tuple, expected: str) -> None:
+    message = _load(tmp_path, BASE.replace(*change))
+    assert message.startswith(f"fleet.yaml: {expected}"), message

@@ -25,8 +25,8 @@ import struct
 from dataclasses import asdict, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
+from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic import BaseModel as _BaseModel
-from pydantic import ConfigDict, Field, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 from typing_extensions import Annotated
 
@@ -170,6 +170,10 @@ def _image_settings(value: Dict[str, Any]) -> Dict[str, Any]:
     return {"format": fmt, "quality": quality} if value else {}
 
 
+CodecSettingsField = Annotated[Dict[str, Any], AfterValidator(lambda value: _settings(value, "codec"))]
+ImageSettingsField = Annotated[Dict[str, Any], AfterValidator(_image_settings)]
+
+
 class _Profile(_BaseModel):
     """What a node may say about its own speed (``DeviceInfo.profile``); see splitinfer.splitting.profile."""
 
@@ -202,17 +206,12 @@ class _Profile(_BaseModel):
     preprocess_ms: Optional[Ms] = None
     postprocess_ms: Optional[Ms] = None
     cuts: Optional[Dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}$")], _CutSize]] = None
-    codec: Optional[Dict[str, Any]] = None
+    codec: Optional[CodecSettingsField] = None
     link: Optional[_Link] = None
     images: Optional[Dict[ImageFormat, _CutSize]] = None
     whole_postprocess_ms: Optional[Ms] = None
     head_scale: Optional[Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]] = None
     tail_scale: Optional[Annotated[float, Field(gt=0.0, le=1e3, allow_inf_nan=False)]] = None
-
-    @field_validator("codec")
-    @classmethod
-    def _codec(cls, value: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
-        return None if value is None else _settings(value, "codec")
 
 
 def _profile(value: Dict[str, Any]) -> Dict[str, Any]:
@@ -285,9 +284,9 @@ class Assignment:
     sha256: Sha256 = ""
     imgsz: ImgSize = 640
     cut: Cut = "b"
-    codec: Dict[str, Any] = field(default_factory=dict)
+    codec: CodecSettingsField = field(default_factory=dict)
     mode: Mode = "split"
-    image: Dict[str, Any] = field(default_factory=dict)
+    image: ImageSettingsField = field(default_factory=dict)
     fallback: bool = True
     route: Annotated[str, Field(pattern=f"^({_ID})?$")] = ""
     batch: Annotated[int, Field(ge=1, le=256)] = 1
@@ -298,16 +297,6 @@ class Assignment:
     predicted_ms: Optional[Ms] = None
     predicted_fps: Optional[Annotated[float, Field(ge=0.0, le=1e6, allow_inf_nan=False)]] = None
     prediction: Dict[str, Any] = field(default_factory=dict)
-
-    @field_validator("codec")
-    @classmethod
-    def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
-        return _settings(value, "codec")
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: Dict[str, Any]) -> Dict[str, Any]:
-        return _image_settings(value)
 
     @field_validator("model")
     @classmethod
@@ -345,13 +334,8 @@ class Override:
     """Per-device settings that win over the fleet defaults."""
 
     cut: Optional[Cut] = None
-    codec: Dict[str, Any] = field(default_factory=dict)
+    codec: CodecSettingsField = field(default_factory=dict)
     batch: Optional[Annotated[int, Field(ge=1, le=64)]] = None
-
-    @field_validator("codec")
-    @classmethod
-    def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
-        return _settings(value, "codec")
 
 
 @dataclass(config=_STRICT)
@@ -365,26 +349,16 @@ class Policy:
     sha256: Sha256 = ""
     imgsz: ImgSize = 640
     cut: Cut = "b"
-    codec: Dict[str, Any] = field(default_factory=lambda: {"bits": 4})
+    codec: CodecSettingsField = field(default_factory=lambda: {"bits": 4})
     batch: Annotated[int, Field(ge=1, le=64)] = 1
     tail_batch: Annotated[int, Field(ge=1, le=256)] = 8
     max_wait_ms: Annotated[float, Field(ge=0.0, le=10_000.0, allow_inf_nan=False)] = 5.0
     overrides: Dict[DeviceId, Override] = field(default_factory=dict)
     auto_fallback: Annotated[str, Field(pattern=r"^([abcd]|[1-9][0-9]{0,3})$")] = "b"
     roles: Dict[DeviceId, Annotated[str, Field(pattern="^(head|tail)$")]] = field(default_factory=dict)
-    image: Dict[str, Any] = field(default_factory=lambda: {"format": "webp", "quality": 80})
+    image: ImageSettingsField = field(default_factory=lambda: {"format": "webp", "quality": 80})
     offload: List[DeviceId] = field(default_factory=list)
     no_fallback: List[DeviceId] = field(default_factory=list)
-
-    @field_validator("codec")
-    @classmethod
-    def _codec(cls, value: Dict[str, Any]) -> Dict[str, Any]:
-        return _settings(value, "codec")
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, value: Dict[str, Any]) -> Dict[str, Any]:
-        return _image_settings(value)
 
     def may_offload(self, device: str) -> bool:
         """Whether the operator allowed ``device`` to send its frames (fleet.yaml ``allow_offload``)."""

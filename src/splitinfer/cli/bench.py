@@ -345,6 +345,36 @@ def bench_broker(
     _report("broker_latency", r, output, as_json, table)
 
 
+@app.command("threads")
+def bench_threads(
+    model: Annotated[str, typer.Option(help=".pt checkpoint or .yaml config.")] = "yolo11n.yaml",
+    cut: Annotated[str, typer.Option(help="a|b|c|d or a layer number.")] = "b",
+    imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
+    threads: Annotated[str, typer.Option(help="torch thread counts, comma-separated (default: 1 and every "
+                                              "core).")] = "",
+    repeat: Annotated[int, typer.Option(min=1, help="Calls per measurement; the median counts.")] = 10,
+    rounds: Annotated[int, typer.Option(min=1, help="Rounds over all counts; the quietest counts.")] = 3,
+    output: Output = None,
+    as_json: AsJson = False,
+) -> None:
+    """Head and tail compute on one torch thread against every core: what `splitctl node --threads 0` buys."""
+    from splitinfer.bench.threads import run_threads_bench
+
+    counts = _ints(threads, "--threads") if threads else None
+    if counts is not None and min(counts, default=0) < 1:
+        raise BenchError(f"--threads {threads!r}: counts must be ≥ 1")
+    with err_console.status("timing…"):
+        r = run_threads_bench(model, cut=cut, imgsz=imgsz, counts=counts, repeat=repeat, rounds=rounds)
+    table = Table(title=f"{r['model']} at {r['imgsz']}, cut {r['cut']} (layer {r['layer']}), {r['cores']} cores, "
+                        f"torch {r['torch']}")
+    for col in ("threads", "head ms", "tail ms", "head ×", "tail ×"):
+        table.add_column(col, justify="right")
+    for row in r["rows"]:
+        table.add_row(str(row["threads"]), f"{row['head_ms']:.1f}", f"{row['tail_ms']:.1f}",
+                      f"{row['head_speedup']:.2f}", f"{row['tail_speedup']:.2f}")
+    _report("threads", r, output, as_json, table)
+
+
 @app.command("frames")
 def bench_frames(
     out: Annotated[Path, typer.Option("--out", help="Folder for the frames.")] = Path("bench/frames"),

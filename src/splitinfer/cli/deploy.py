@@ -56,7 +56,8 @@ def deploy(
 
     store = FleetStore.open(file)
     fleet = store.fleet
-    targets = plan_targets(fleet, base_dir=store.path.resolve().parent, cut=cut, bits=bits, only=only or ())
+    targets = plan_targets(fleet, base_dir=store.path.resolve().parent, cut=cut, bits=bits, only=only or (),
+                           fleet_file=str(store.path))
     if not targets:
         err_console.print("no devices in the fleet: add some with `splitctl fleet add`")
         raise typer.Exit(1 if not dry_run else 0)
@@ -120,23 +121,39 @@ def _show_plan(steps: "List[Step]", as_json: bool) -> None:
         print_json({"dry_run": True, "devices": [s.to_json() for s in steps]})
         return
     table = Table(title="deploy plan (dry run: nothing changed)", title_justify="left")
-    for column in ("order", "device", "role", "action", "why", "image", "cut", "bits", "hash"):
+    for column in ("order", "device", "role", "action", "why", "image", "torch", "gpu", "cut", "bits", "hash"):
         table.add_column(column)
     for index, step in enumerate(steps, 1):
         action = step.action.value if step.action else "[red]unreachable[/]"
         assignment = step.target.assignment
+        spec = step.target.spec
         table.add_row(
             str(index),
             escape(step.device_id),
             step.target.device.role,
             action,
             escape(step.reason),
-            escape(step.target.spec.image),
+            escape(spec.image),
+            spec.env.get("SPLITINFER_DEVICE", "—") + (" fp16" if spec.env.get("SPLITINFER_HALF") else ""),
+            _gpu(spec.runtime, spec.gpus),
             str(assignment.cut if assignment.cut is not None else "—"),
             str(assignment.bits),
             step.target.config_hash,
         )
     console.print(table)
+    models = steps[0].target.models if steps else ()
+    if models:
+        names = ", ".join(f"{m.name} ({m.sha256[:12]}…)" for m in models)
+        err_console.print(f"model volume: {escape(names)}, copied to each device where its digest differs")
+
+
+def _gpu(runtime: Optional[str], gpus: Optional[int]) -> str:
+    """How the container reaches a GPU: the nvidia runtime (Jetson) or a device request (x86)."""
+    if runtime:
+        return f"runtime {runtime}"
+    if gpus is not None:
+        return f"request {'all' if gpus < 0 else gpus}"
+    return "—"
 
 
 def _show_results(fleet: str, results: "List[DeployResult]", as_json: bool) -> None:
@@ -145,7 +162,8 @@ def _show_results(fleet: str, results: "List[DeployResult]", as_json: bool) -> N
         return
     styles = {"failed": "red", "skipped": "yellow", "kept": "dim"}
     table = Table(title=f"deploy {fleet}", title_justify="left")
-    for column in ("device", "role", "result", "container", "hash", "cut", "bits", "assignment", "time"):
+    for column in ("device", "role", "result", "container", "hash", "models copied", "cut", "bits", "assignment",
+                   "time"):
         table.add_column(column)
     for r in results:
         style = styles.get(r.status, "green")
@@ -156,6 +174,7 @@ def _show_results(fleet: str, results: "List[DeployResult]", as_json: bool) -> N
             f"[{style}]{r.status}[/]",
             r.container_id[:12] or "—",
             r.config_hash,
+            escape(", ".join(r.models_copied) or "—"),
             str(cut if cut is not None else "—"),
             str(r.assignment.get("bits", "—")),
             escape(r.assignment_status or "—"),

@@ -1,6 +1,7 @@
 """``splitctl node head|tail``: the programs the edge and tail containers run."""
 
 
+import logging
 from typing import Any, Optional
 
 import typer
@@ -15,27 +16,44 @@ app = typer.Typer(help="Run a node: what the containers run. Nodes follow the co
 IdOpt = Annotated[str, typer.Option("--id", envvar="SPLITINFER_DEVICE_ID", help="This device's id in the fleet.")]
 ModelDirOpt = Annotated[str, typer.Option("--model-dir", envvar="SPLITINFER_MODEL_DIR",
                                           help="Where assigned model files are looked up.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1.")]
-HalfOpt = Annotated[bool, typer.Option("--half", help="Run the model in fp16 (GPU).")]
+DeviceOpt = Annotated[str, typer.Option("--device", envvar="SPLITINFER_DEVICE",
+                                         help="torch device: auto (CUDA when torch sees it, else cpu), cpu, cuda, "
+                                              "cuda:1.")]
+HalfOpt = Annotated[bool, typer.Option("--half", envvar="SPLITINFER_HALF",
+                                       help="Run the model in fp16: on CUDA (refused where the device has no fp16 "
+                                            "convolution, e.g. the CPU under torch 1.11).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
-ThreadsOpt = Annotated[int, typer.Option(help="CPU threads for torch (0: torch's default).")]
+ThreadsOpt = Annotated[int, typer.Option(min=0, envvar="SPLITINFER_THREADS",
+                                         help="CPU threads for torch (0: all of this machine's cores).")]
 ProfileOpt = Annotated[bool, typer.Option(help="Measure (or load the cached) per-layer profile of the assigned "
                                                "model and report it, for --cut auto.")]
 
 
-def _threads(n: int) -> None:
-    if n > 0:
-        import torch
+def _prepare(verbose: bool, threads: int, device: str, half: bool) -> str:
+    """Logging, threads, then the device this node runs on (resolved: ``cpu``, ``cuda:0``); ModelError when the
+    device or fp16 on it cannot be had, before the node connects."""
+    from splitinfer.node.threads import set_threads
 
-        torch.set_num_threads(n)
+    count = set_threads(threads)  # first: before anything imports Ultralytics
+    from splitinfer.node.link import setup_logging
+    from splitinfer.splitting.device import check_half, resolve_device
+
+    setup_logging(verbose)
+    resolved = resolve_device(device)
+    if half:
+        check_half(resolved)
+    logging.getLogger("splitinfer.node").info("torch on %s%s, %d CPU thread(s)", resolved, " (fp16)" if half else "",
+                                              count)
+    return resolved
 
 
 @app.command("head")
 def head(
     device_id: IdOpt,
     source: Annotated[str, typer.Option("--source", envvar="SPLITINFER_SOURCE",
-                                        help="Video file, camera index, rtsp:// URL, GStreamer pipeline, image "
-                                             "folder, or synthetic[:N].")] = "synthetic",
+                                        help="Video file, image folder, camera index or /dev/videoN (V4L2), "
+                                             "csi://N[?width=&height=&fps=&flip=] (Jetson CSI camera), rtsp:// "
+                                             "URL, GStreamer pipeline, or synthetic[:N].")] = "synthetic",
     broker: BrokerOpt = None,
     fleet: FleetOpt = "default",
     prefix: PrefixOpt = "splitinfer",
@@ -45,7 +63,7 @@ def head(
     frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
     loop: Annotated[bool, typer.Option(envvar="SPLITINFER_LOOP", help="Restart file sources at their end.")] = False,
     model_dir: ModelDirOpt = "",
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     half: HalfOpt = False,
     threads: ThreadsOpt = 0,
     profile: ProfileOpt = True,
@@ -58,14 +76,12 @@ def head(
     verbose: VerboseOpt = False,
 ) -> None:
     """Capture → letterbox → head layers → encode → publish features to the assigned tail."""
+    resolved = _prepare(verbose, threads, device, half)
     from splitinfer.broker.topics import Topics
     from splitinfer.head import HeadNode
-    from splitinfer.node.link import setup_logging
 
-    setup_logging(verbose)
-    _threads(threads)
     node = HeadNode(broker_config(broker), Topics(fleet, prefix), device_id, source, fps=fps, frames=frames,
-                    loop=loop, model_dir=model_dir, device=device, half=half, profile=profile,
+                    loop=loop, model_dir=model_dir, device=resolved, half=half, profile=profile,
                     probe_every=probe_every, allow_offload=allow_offload)
     _serve(node)
 
@@ -77,7 +93,7 @@ def tail(
     fleet: FleetOpt = "default",
     prefix: PrefixOpt = "splitinfer",
     model_dir: ModelDirOpt = "",
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     half: HalfOpt = False,
     conf: Annotated[float, typer.Option(help="Confidence threshold for published detections.")] = 0.25,
     queue: Annotated[int, typer.Option(help="Feature messages held before the oldest are dropped.")] = 64,
@@ -86,13 +102,11 @@ def tail(
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode features from the heads routed here → batch → tail layers → NMS → publish detections."""
+    resolved = _prepare(verbose, threads, device, half)
     from splitinfer.broker.topics import Topics
-    from splitinfer.node.link import setup_logging
     from splitinfer.tail import TailNode
 
-    setup_logging(verbose)
-    _threads(threads)
-    node = TailNode(broker_config(broker), Topics(fleet, prefix), device_id, model_dir=model_dir, device=device,
+    node = TailNode(broker_config(broker), Topics(fleet, prefix), device_id, model_dir=model_dir, device=resolved,
                     half=half, conf=conf, queue=queue, profile=profile)
     _serve(node)
 
@@ -106,3 +120,17 @@ def _serve(node: Any) -> None:
     except KeyboardInterrupt:
         summary = node.metrics()
     print_json(summary)
+    _exit_now_if_profiling()
+
+
+def _exit_now_if_profiling() -> None:
+    """A profile still being measured on its thread (a short run, or a stop) would be torn down inside torch by
+    the interpreter's shutdown, which aborts the process; the node has said goodbye, so leave at once."""
+    import os
+    import sys
+    import threading
+
+    if any(t.name == "profiling" and t.is_alive() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

@@ -56,10 +56,14 @@ class Processes:
         """Start ``argv`` as ``name`` (a name in use must have been stopped first); ``env`` adds variables."""
         if name in self.procs and self.procs[name].poll() is None:
             raise ProcessError(f"a process named {name!r} is already running", name=name)
+        child = child_env()
+        # the nodes of a one-machine system share its cores: one torch thread each (as measured in the README)
+        # unless SPLITINFER_THREADS or --threads says otherwise; a deployed node alone on its device takes all
+        child.setdefault("SPLITINFER_THREADS", "1")
         with open(self.log(name), "ab" if self.append else "wb") as log:  # the child keeps its own handle
             self.procs[name] = subprocess.Popen(
                 list(argv), stdout=log if stdout is None else stdout, stderr=log, stdin=subprocess.DEVNULL,
-                env={**child_env(), **(env or {})}, start_new_session=new_session,
+                env={**child, **(env or {})}, start_new_session=new_session,
             )
         return self.procs[name]
 

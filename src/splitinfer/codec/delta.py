@@ -34,7 +34,8 @@ def zigzag(diff: torch.Tensor, bits: int) -> torch.Tensor:
 def unzigzag(code: torch.Tensor, bits: int) -> torch.Tensor:
     """Inverse of :func:`zigzag`: codes to ``(q - q_key) mod 2**bits`` (uint8)."""
     c = code.to(torch.int16)
-    signed = torch.where(c % 2 == 0, c // 2, -(c // 2) - 1)
+    magnitude = c >> 1  # codes are ≥ 0: a shift, not `//` on tensors (deprecated in torch 1.11)
+    signed = torch.where((c & 1) == 0, magnitude, -magnitude - 1)
     return (signed % (1 << bits)).to(torch.uint8)
 
 

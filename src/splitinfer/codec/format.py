@@ -30,6 +30,8 @@ __all__ = [
     "SCHEME_TENSOR",
     "TENSOR",
     "VERSION",
+    "VERSIONS",
+    "VERSION_WEIGHTED",
     "FrameHeader",
     "Reader",
     "TensorHeader",
@@ -38,11 +40,13 @@ __all__ = [
 ]
 
 MAGIC = b"SPIF"
-VERSION = 1
+VERSION = 1  # affine quantization per channel or tensor, bit planes, zstd (codec.py)
+VERSION_WEIGHTED = 2  # sensitivity-weighted quantization from a calibration table, range-coded (weighted.py)
+VERSIONS = (VERSION, VERSION_WEIGHTED)
 
-FLAG_ZSTD = 1  # payload is one zstd frame
+FLAG_ZSTD = 1  # payload is one zstd frame (version 1 only)
 FLAG_DELTA = 2  # at least one frame is a keyframe or a delta frame (the decoder keeps state)
-KNOWN_FLAGS = FLAG_ZSTD | FLAG_DELTA
+KNOWN_FLAGS = {VERSION: FLAG_ZSTD | FLAG_DELTA, VERSION_WEIGHTED: FLAG_DELTA}
 
 # magic, version, flags, frames, tensors, cut, input height, input width
 PREAMBLE = struct.Struct("<4sBBHHHHH")
@@ -67,6 +71,9 @@ DTYPES = ("float32", "float16", "bfloat16")  # the code is the index
 
 MAX_STR = 255
 MAX_NDIM = 8
+MAX_FRAMES = 4096
+MAX_TENSORS = 256
+MAX_DIM = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -156,8 +163,16 @@ class Reader:
         return np.frombuffer(self.take(count * itemsize, what), dtype=np.dtype(dtype).newbyteorder("<")).copy()
 
 
+def version_of(data: Union[bytes, memoryview]) -> int:
+    """The version byte of a blob that :func:`open_envelope` accepted."""
+    return data[4]
+
+
 def open_envelope(data: bytes) -> Tuple[int, memoryview]:
-    """Check type, magic, version and checksum; return (flags, body without the checksum, not copied)."""
+    """Check type, magic, version and checksum; return (flags, body without the checksum, not copied).
+
+    The version is the body's fifth byte (:func:`version_of`); unknown flags are refused per version.
+    """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"codec: expected bytes, got {type(data).__name__}")
     data = bytes(data)  # no copy for bytes; a private copy of a bytearray the caller might change
@@ -166,11 +181,12 @@ def open_envelope(data: bytes) -> Tuple[int, memoryview]:
     magic, version, flags = struct.unpack_from("<4sBB", data)
     if magic != MAGIC:
         raise CodecError(f"codec: not a splitinfer feature frame (magic {magic!r}, expected {MAGIC!r})")
-    if version != VERSION:
-        raise CodecError(f"codec: wire format version {version} is not supported (this build reads {VERSION})")
+    if version not in VERSIONS:
+        raise CodecError(f"codec: wire format version {version} is not supported (this build reads "
+                         f"{' and '.join(str(v) for v in VERSIONS)})")
     body, (crc,) = memoryview(data)[: -CHECKSUM.size], CHECKSUM.unpack(data[-CHECKSUM.size :])
     if zlib.crc32(body) & 0xFFFFFFFF != crc:
         raise CodecError("codec: checksum mismatch: the blob was corrupted or truncated in transit")
-    if flags & ~KNOWN_FLAGS:
+    if flags & ~KNOWN_FLAGS[version]:
         raise CodecError(f"codec: unknown flags 0x{flags:02x} (a newer encoder?)")
     return flags, body

@@ -7,9 +7,14 @@ from typing import Any, Dict, Optional
 
 from ..errors import CodecError
 
-__all__ = ["CodecSettings"]
+__all__ = ["DEFAULT_QUALITY", "CodecSettings", "delta_for"]
 
 FLOAT_BITS = (16, 32)
+# the sensitivity-weighted scheme (a calibration table): quality q gives the frame step
+# delta = DELTA_AT_50 * 2 ** ((50 - q) / QUALITY_PER_OCTAVE): 20 points halve the step (2.2-2.5x the bytes, cut d)
+DEFAULT_QUALITY = 50
+DELTA_AT_50 = 0.0007
+QUALITY_PER_OCTAVE = 20.0
 GRANULARITIES = ("channel", "tensor")
 LAYOUT_NAMES = ("planes", "bytes")
 
@@ -30,6 +35,11 @@ class CodecSettings:
     ``level``: zstd level (1..22). ``keyframe_interval``: 0 for independent frames, N > 0 for temporal delta
     coding with a keyframe every N frames per source.
     ``max_values`` / ``max_bytes``: the decoder's limits on decoded values and on decompressed payload bytes.
+
+    With a calibration table (``Codec(table=...)``, wire format 2) only ``quality``, ``keyframe_interval`` and the
+    limits apply: ``quality`` 1..100 (higher is better; default 50, the best point measured) sets the frame step
+    ``delta`` (:attr:`delta`); ``bits``, ``granularity``, ``coarse_extra_bits``, ``clip``, ``layout`` and ``level``
+    are those of the version-1 scheme that runs without a table.
     """
 
     bits: int = 4
@@ -39,6 +49,7 @@ class CodecSettings:
     layout: str = "planes"
     level: int = 1
     keyframe_interval: int = 0
+    quality: int = DEFAULT_QUALITY
     max_values: int = 64 * 1024 * 1024
     max_bytes: int = 256 * 1024 * 1024
 
@@ -65,12 +76,19 @@ class CodecSettings:
             raise CodecError(f"codec: zstd level must be 1..22, got {self.level}")
         if self.keyframe_interval < 0:
             raise CodecError(f"codec: keyframe_interval must be >= 0, got {self.keyframe_interval}")
+        if isinstance(self.quality, bool) or not isinstance(self.quality, int) or not 1 <= self.quality <= 100:
+            raise CodecError(f"codec: quality must be an integer 1..100, got {self.quality!r}")
         if self.max_values < 1 or self.max_bytes < 1:
             raise CodecError("codec: max_values and max_bytes must be positive")
 
     @property
     def quantized(self) -> bool:
         return self.bits not in FLOAT_BITS
+
+    @property
+    def delta(self) -> float:
+        """The frame step of the sensitivity-weighted scheme for this ``quality``."""
+        return delta_for(self.quality)
 
     def bits_for(self, finest: bool) -> int:
         """Bit width of a tensor: ``bits`` for the finest-resolution tensors, more for coarser ones."""
@@ -80,3 +98,8 @@ class CodecSettings:
 
     def describe(self) -> Dict[str, Any]:
         return asdict(self)
+
+
+def delta_for(quality: float) -> float:
+    """The frame step ``delta`` of the sensitivity-weighted scheme at ``quality`` (1..100, higher is finer)."""
+    return DELTA_AT_50 * 2.0 ** ((50.0 - float(quality)) / QUALITY_PER_OCTAVE)

@@ -2,7 +2,8 @@
 
 Order: tails first, then heads (see :data:`.plan.ROLE_ORDER`). Per device:
 
-1. make the image present on the engine (present → pull → build);
+1. make the image present on the engine (present → pull → build), and copy the fleet's model files into the
+   device's model volume where their digest differs (:mod:`.models`);
 2. compare the config hash label of ``splitinfer-<id>`` with the target: equal and running → nothing restarts;
 3. otherwise rename the old container to ``splitinfer-<id>-previous`` and stop it (a camera or GPU cannot be
    shared), create and start the new one with restarts off, and wait until it is healthy: running for ``grace``
@@ -26,7 +27,9 @@ from splitinfer.errors import DeployError
 
 from .engine import ContainerState, Engine
 from .hooks import AssignmentSink, PendingAssignments, ReadinessProbe
+from .models import helper_spec, sync_models
 from .plan import Action, Target, backup_name, decide
+from .spec import LABEL_FLEET
 from .state import DeployState
 
 __all__ = ["DeployResult", "Deployer", "Step", "connect_device"]
@@ -67,6 +70,7 @@ class Step:
             "current_hash": (self.current.labels.get("splitinfer.config-hash") if self.current else None),
             "assignment": self.target.assignment.to_json(),
             "spec": self.target.spec.describe(),
+            "models": [f.to_json() for f in self.target.models],
         }
 
 
@@ -84,6 +88,8 @@ class DeployResult:
     assignment_status: str = ""
     logs: str = ""
     seconds: float = 0.0
+    models_copied: List[str] = field(default_factory=list)
+    """Model files copied into the device's model volume (the others were there with the same digest)."""
 
     @property
     def ok(self) -> bool:
@@ -181,6 +187,7 @@ class Deployer:
             image_id, how = engine.ensure_image(target.spec.image, build=target.build)
             if how != "present":
                 self._on_event(device, f"image {how}")
+            copied = self._sync_models(engine, target)
             current = engine.container(target.spec.name) or self._recover_previous(engine, target)
             action, reason = decide(target, current, image_id=image_id)
             container_id, status = self._converge(engine, target, action, current)
@@ -191,7 +198,8 @@ class Deployer:
             return result
         self._on_event(device, "assigning")
         assignment_status = self._assignments.apply_assignment(target.assignment)
-        result = _result(step, status, reason, container_id=container_id, assignment_status=assignment_status)
+        result = _result(step, status, reason, container_id=container_id, assignment_status=assignment_status,
+                         models_copied=copied)
         result.seconds = round(time.monotonic() - started, 2)
         self._record(target, result)
         self._on_event(device, status)
@@ -210,6 +218,16 @@ class Deployer:
             self._wait_healthy(engine, current.id, target.device.id)
             return current.id, "started"
         return self._replace(engine, target, current), "created" if action is Action.CREATE else "recreated"
+
+    def _sync_models(self, engine: Engine, target: Target) -> List[str]:
+        if not target.models:
+            return []
+        device = target.device.id
+        self._on_event(device, "checking the model volume")
+        fleet = target.spec.labels.get(LABEL_FLEET, "")
+        copied = sync_models(engine, helper_spec(fleet, device, target.spec.image), target.models)
+        self._on_event(device, f"copied {', '.join(copied)}" if copied else "model files up to date")
+        return copied
 
     def _recover_previous(self, engine: Engine, target: Target) -> Optional[ContainerState]:
         """A deploy interrupted mid-replacement leaves only ``-previous``: give it its name back first."""

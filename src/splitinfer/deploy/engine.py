@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import io
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -248,7 +249,7 @@ class Engine:
         """Create (not start) a container from ``spec``; returns its id. ``restart_policy`` overrides the spec's."""
         from docker.types import DeviceRequest
 
-        requests = [DeviceRequest(count=spec.gpus, capabilities=[["gpu"]])] if spec.gpus is not None else None
+        requests = [DeviceRequest(**request) for request in spec.device_requests()] or None
         with self._translate(f"creating container {name or spec.name}"):
             container = self._client.containers.create(
                 spec.image,
@@ -316,33 +317,108 @@ class Engine:
         except DeployError as exc:
             return f"(no logs: {exc})"
 
-    def put_files(self, container: str, files: Dict[str, Tuple[bytes, int]], *, owner: int = 0) -> None:
-        """Copy files into a (created, not yet started) container: ``{absolute path: (content, mode)}``.
+    def put_files(
+        self, container: str, files: Dict[str, Tuple[Union[bytes, Path], int]], *, owner: int = 0
+    ) -> None:
+        """Copy files into a (created, not yet started) container, its volumes included:
+        ``{absolute path: (content or a local file, mode)}``, in that order.
 
-        Works on remote engines too (the Engine API's archive upload), unlike a bind mount.
+        Works on remote engines too (the Engine API's archive upload), unlike a bind mount. The archive is
+        spooled to a temporary file, so a large model is never held in memory.
         """
         import io
         import tarfile
+        import tempfile
 
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            folders = sorted({str(Path(path).parent).lstrip("/") for path in files})
-            for folder in folders:
-                for k in range(1, len(Path(folder).parts) + 1):
-                    info = tarfile.TarInfo("/".join(Path(folder).parts[:k]))
-                    info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, owner, owner
-                    tar.addfile(info)
-            for path, (content, mode) in files.items():
-                info = tarfile.TarInfo(path.lstrip("/"))
-                info.size, info.mode, info.uid, info.gid = len(content), mode, owner, owner
-                tar.addfile(info, io.BytesIO(content))
-        with self._translate(f"copying files into {container}"):
-            self._client.api.put_archive(container, "/", buffer.getvalue())
+        with tempfile.TemporaryFile() as buffer:
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                folders = sorted({str(Path(path).parent).lstrip("/") for path in files} - {""})
+                for folder in folders:
+                    for k in range(1, len(Path(folder).parts) + 1):
+                        info = tarfile.TarInfo("/".join(Path(folder).parts[:k]))
+                        info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, owner, owner
+                        tar.addfile(info)
+                for path, (content, mode) in files.items():
+                    info = tarfile.TarInfo(path.lstrip("/"))
+                    info.mode, info.uid, info.gid = mode, owner, owner
+                    if isinstance(content, Path):
+                        info.size = content.stat().st_size
+                        with open(content, "rb") as source:
+                            tar.addfile(info, source)
+                    else:
+                        info.size = len(content)
+                        tar.addfile(info, io.BytesIO(content))
+            buffer.seek(0)
+            with self._translate(f"copying files into {container}"):
+                self._client.api.put_archive(container, "/", buffer)
+
+    def read_file(self, container: str, path: str) -> Optional[bytes]:
+        """A small file's content from a container (its volumes included), or None when there is no such file."""
+        found: List[bytes] = []
+        if not self._each_file(container, path, lambda handle: found.append(handle.read())):
+            return None
+        return found[0] if found else None
+
+    def file_sha256(self, container: str, path: str) -> Optional[str]:
+        """The sha256 of a file in a container, streamed (never held whole), or None when there is no such file."""
+        import hashlib
+
+        digests: List[str] = []
+
+        def digest(handle: Any) -> None:
+            h = hashlib.sha256()
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+            digests.append(h.hexdigest())
+
+        if not self._each_file(container, path, digest):
+            return None
+        return digests[0] if digests else None
+
+    def _each_file(self, container: str, path: str, use: Any) -> bool:
+        """Stream ``path`` out of the container as a tar and call ``use(file)`` on its regular file; False when
+        the path does not exist."""
+        import tarfile
+
+        import docker.errors
+
+        with self._translate(f"reading {path} from {container}"):
+            try:
+                chunks, _ = self._client.api.get_archive(container, path)
+            except docker.errors.NotFound:
+                return False
+            with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
+                for member in tar:
+                    handle = tar.extractfile(member) if member.isfile() else None
+                    if handle is not None:
+                        use(handle)
+        return True
 
     def wait_removed(self, container: str, *, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while self.container(container) is not None and time.monotonic() < deadline:
             time.sleep(0.1)
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (the Engine API's streamed archives)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            self._pending = next(self._chunks, b"")
+            if not self._pending:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
 
 
 def _state(attrs: Dict[str, Any]) -> ContainerState:

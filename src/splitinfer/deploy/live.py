@@ -15,6 +15,7 @@ import math
 import os
 import threading
 import time
+from pathlib import PurePath
 from typing import Any, Dict, List, Optional
 
 from splitinfer.broker.client import MqttClient
@@ -45,11 +46,13 @@ def broker_config(fleet: Fleet, client_id: str) -> BrokerConfig:
 
 
 def model_path(fleet: Fleet) -> str:
+    """The model as the nodes name it: a ``model.path`` file by its name alone, since deploy copies it into each
+    device's model folder under that name (wherever it lies on the operator's machine)."""
     spec = fleet.model
     if spec is None:
         return "yolo11n.pt"
     if spec.path:
-        return spec.path
+        return PurePath(spec.path).name
     name = spec.name or "yolo11n"
     return name if name.endswith((".pt", ".yaml", ".yml")) else f"{name}.pt"
 

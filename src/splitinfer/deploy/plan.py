@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -19,6 +20,7 @@ from splitinfer.fleet.schema import Cut, Device, Fleet, parse_cut, validate_bits
 
 from .engine import ContainerState
 from .hooks import Assignment
+from .models import CACHE_DIR, MODEL_DIR, ModelFile, cache_volume, model_files, models_volume
 from .spec import LABEL_DEVICE, LABEL_FLEET, LABEL_HASH, LABEL_ROLE, ContainerSpec
 
 __all__ = [
@@ -34,6 +36,9 @@ __all__ = [
 
 ROLE_ORDER = {"tail": 0, "head": 1}
 """Tails first: heads that come up find a tail to send to."""
+ARGUS_SOCKET = "/tmp/argus_socket"
+"""nvargus-daemon's socket on a Jetson: a container reads CSI cameras through it (with runtime: nvidia)."""
+_VIDEO_NODE = re.compile(r"^/dev/video\d+$")
 
 
 class Action(str, enum.Enum):
@@ -50,6 +55,8 @@ class Target:
     assignment: Assignment
     build: Optional[Tuple[Path, str]] = None
     """(context, dockerfile) to build the image on the engine when it cannot be pulled."""
+    models: Tuple[ModelFile, ...] = ()
+    """Files deploy copies into the device's model volume (the fleet's model and calibration table)."""
 
     @property
     def config_hash(self) -> str:
@@ -77,13 +84,16 @@ def container_spec(fleet: Fleet, device: Device, *, environ: Mapping[str, str] =
     for path in (tls.ca, tls.cert, tls.key) if tls else ():
         if path:
             volumes.append(f"{path}:{path}:ro")
+    volumes += [f"{models_volume(fleet.fleet)}:{MODEL_DIR}:ro", f"{cache_volume(fleet.fleet)}:{CACHE_DIR}:rw"]
+    if device.source and device.source.startswith("csi://"):
+        volumes.append(f"{ARGUS_SOCKET}:{ARGUS_SOCKET}")  # the host's nvargus-daemon, which owns the CSI cameras
     spec = ContainerSpec(
         name=container_name(device.id),
         image=fleet.image_for(device).name,
         command=tuple(device.command) if device.command else node_command(fleet, device),
         env=env,
         volumes=tuple(volumes),
-        devices=tuple(device.devices),
+        devices=_device_nodes(device),
         runtime=device.runtime,
         gpus=None if device.gpus is None else (-1 if device.gpus == "all" else int(device.gpus)),
         secret_env=secret,
@@ -97,6 +107,16 @@ def container_spec(fleet: Fleet, device: Device, *, environ: Mapping[str, str] =
     return ContainerSpec(**{**spec.__dict__, "labels": labels})
 
 
+def _device_nodes(device: Device) -> Tuple[str, ...]:
+    """The device's ``devices``, plus the V4L2 node of a camera source (``0`` or ``/dev/video0``) if missing."""
+    nodes = list(device.devices)
+    source = device.source or ""
+    camera = f"/dev/video{int(source)}" if source.isdigit() else source if _VIDEO_NODE.match(source) else None
+    if camera and not any(item.split(":")[0] == camera for item in nodes):
+        nodes.append(camera)
+    return tuple(nodes)
+
+
 def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple[Dict[str, str], Tuple[str, ...]]:
     broker = fleet.broker
     # the names splitinfer.broker.BrokerConfig.from_env and `splitctl node` read
@@ -105,7 +125,12 @@ def _node_env(fleet: Fleet, device: Device, environ: Mapping[str, str]) -> Tuple
         "SPLITINFER_FLEET_NAME": fleet.fleet,
         "SPLITINFER_DEVICE_ID": device.id,
         "SPLITINFER_ROLE": device.role,
+        "SPLITINFER_DEVICE": fleet.device_for(device),
+        "SPLITINFER_MODEL_DIR": MODEL_DIR,
+        "SPLITINFER_CACHE": CACHE_DIR,
     }
+    if fleet.half_for(device):
+        env["SPLITINFER_HALF"] = "1"
     if device.source:
         env["SPLITINFER_SOURCE"] = device.source
     if device.allow_offload:  # the head itself refuses offload unless its operator set this here
@@ -132,10 +157,13 @@ def plan_targets(
     bits: Optional[int] = None,
     only: Sequence[str] = (),
     environ: Mapping[str, str] = os.environ,
+    fleet_file: Optional[str] = None,
 ) -> List[Target]:
     """One target per device in rolling order (tails, then heads; file order within a role).
 
-    ``cut`` and ``bits`` override the fleet's defaults and per-device cuts for this deployment.
+    ``cut`` and ``bits`` override the fleet's defaults and per-device cuts for this deployment. Model files are
+    found (and a ``.pt``'s sha256 checked) relative to ``base_dir``, the fleet file's folder; ``fleet_file`` names
+    the file in errors.
     """
     try:
         cut_override = None if cut is None else parse_cut(cut)
@@ -151,12 +179,12 @@ def plan_targets(
             raise FleetConfigError(f"no device {device_id!r} in the fleet (devices: {known})", field="--only")
     chosen = [d for d in fleet.devices if not only or d.id in only]
     chosen.sort(key=lambda d: ROLE_ORDER[d.role])  # stable: file order within a role
+    models = model_files(fleet, base_dir, fleet_file=fleet_file) if chosen else ()
     targets = []
     for device in chosen:
         assignment = _assignment(fleet, device, cut_override, bits_override)
-        targets.append(
-            Target(device, container_spec(fleet, device, environ=environ), assignment, _build(fleet, device, base_dir))
-        )
+        spec = container_spec(fleet, device, environ=environ)
+        targets.append(Target(device, spec, assignment, _build(fleet, device, base_dir), models))
     return targets
 
 

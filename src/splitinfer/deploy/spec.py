@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["LABEL_DEVICE", "LABEL_FLEET", "LABEL_HASH", "LABEL_ROLE", "ContainerSpec"]
 
@@ -46,6 +46,13 @@ class ContainerSpec:
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    def device_requests(self) -> List[Dict[str, Any]]:
+        """The GPU request, as ``docker.types.DeviceRequest`` keyword arguments (x86 servers with the NVIDIA
+        Container Toolkit; a Jetson gets its GPU through ``runtime`` instead, where device requests fail)."""
+        if self.gpus is None:
+            return []
+        return [{"count": self.gpus, "capabilities": [["gpu"]]}]
+
     def public_env(self) -> Dict[str, str]:
         return {k: ("***" if k in self.secret_env else v) for k, v in self.env.items()}
 
@@ -56,5 +63,6 @@ class ContainerSpec:
         data["command"] = list(self.command)
         data["volumes"] = list(self.volumes)
         data["devices"] = list(self.devices)
+        data["device_requests"] = self.device_requests()
         data.pop("secret_env")
         return data

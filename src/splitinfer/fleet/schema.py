@@ -8,13 +8,13 @@ Reference (see docs/deploying.md for the long form)::
     fleet: traffic-a                              # name: [A-Za-z0-9][A-Za-z0-9_.-]*, used in topics and labels
     broker: {url: mqtt://10.0.0.2:1883, username: splitinfer, password_env: SPLITINFER_MQTT_PASSWORD,
              tls: {ca: /etc/ssl/ca.pem}}          # paths on the devices
-    model: {path: yolo11n.pt, sha256: "<64 hex>", imgsz: 640}   # or {name: yolo11n}
-    defaults: {cut: b, bits: 4, batch: 1}         # cut a|b|c|d|auto|N; bits 2..8 (quantized) or 16/32 (passthrough)
+    model: {path: yolo11n.pt, sha256: "<64 hex>", imgsz: 640}   # or {name: yolo11n}; table: a calibration file
+    defaults: {cut: b, bits: 4, batch: 1, device: auto}   # cut a|b|c|d|auto|N; bits 2..8 or 16/32 (passthrough)
     images: {head: registry.lan/splitinfer-head:0.1.0, tail: registry.lan/splitinfer-tail:0.1.0}
     devices:
       - {id: jetson-01, role: head, docker: "ssh://nvidia@jetson-01", source: "rtsp://cam-01/stream",
-         cut: a, runtime: nvidia, devices: [/dev/video0]}
-      - {id: tail-01, role: tail, docker: "tcp://gpu-01:2376", docker_tls: ~/.docker/gpu-01, gpus: all}
+         cut: a, runtime: nvidia, device: cuda}
+      - {id: tail-01, role: tail, docker: "tcp://gpu-01:2376", docker_tls: ~/.docker/gpu-01, gpus: all, half: true}
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ Cut = Union[int, str]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_TORCH_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _DOCKER_SCHEMES = ("unix://", "tcp://", "ssh://")
 _BROKER_SCHEMES = ("mqtt://", "mqtts://", "ws://", "wss://")
 
@@ -76,6 +77,12 @@ def validate_bits(value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not (2 <= value <= 8 or value in (16, 32)):
         raise ValueError(f"expected 2..8 (quantized) or 16/32 (passthrough), got {value!r}")
     return value
+
+
+def _check_torch_device(value: Optional[str]) -> Optional[str]:
+    if value is not None and not _TORCH_DEVICE.match(value.strip().lower()):
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N (the torch device the node runs on), got {value!r}")
+    return value.strip().lower() if value is not None else None
 
 
 def _check_name(value: str, what: str) -> str:
@@ -158,6 +165,7 @@ class ModelSpec(_Model):
     name: Optional[str] = None
     sha256: Optional[str] = None
     imgsz: int = 640
+    table: Optional[str] = Field(default=None, description="calibration table file, copied next to the model")
 
     @field_validator("sha256")
     @classmethod
@@ -192,6 +200,13 @@ class Defaults(_Model):
     bits: int = 4
     batch: int = Field(default=1, ge=1)
     image: ImageCodec = ImageCodec()
+    device: str = "auto"
+    half: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return _check_torch_device(value) or "auto"
 
     @field_validator("cut", mode="before")
     @classmethod
@@ -237,6 +252,8 @@ class Device(_Model):
     cut: Optional[Cut] = None
     runtime: Optional[Literal["nvidia"]] = None
     gpus: Optional[Union[Literal["all"], int]] = None
+    device: Optional[str] = Field(default=None, description="torch device: auto, cpu, cuda, cuda:N")
+    half: Optional[bool] = None
     env: Dict[str, str] = Field(default_factory=dict)
     volumes: List[str] = Field(default_factory=list)
     devices: List[str] = Field(default_factory=list)
@@ -265,6 +282,11 @@ class Device(_Model):
     @classmethod
     def _cut(cls, value: object) -> Optional[Cut]:
         return None if value is None else parse_cut(value)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: Optional[str]) -> Optional[str]:
+        return _check_torch_device(value)
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -319,7 +341,17 @@ class Device(_Model):
             raise FieldValueError(
                 "gpus", "use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both"
             )
+        if self.source and self.source.startswith("csi://") and self.runtime != "nvidia":
+            raise FieldValueError(
+                "runtime", "a csi:// camera is read through JetPack's camera stack, which the nvidia runtime "
+                "mounts into the container: add runtime: nvidia"
+            )
         return self
+
+    @property
+    def has_gpu(self) -> bool:
+        """Whether the container gets a GPU: the nvidia runtime (Jetson) or a GPU request (x86)."""
+        return self.runtime == "nvidia" or self.gpus is not None
 
 
 class Fleet(_Model):
@@ -347,12 +379,37 @@ class Fleet(_Model):
             seen[device.id] = index
         return self
 
+    @model_validator(mode="after")
+    def _accelerators(self) -> Fleet:
+        for index, device in enumerate(self.devices):
+            if self.device_for(device).startswith("cuda") and not device.has_gpu:
+                where = "device" if device.device else "defaults.device"
+                raise FieldValueError(
+                    f"devices[{index}].device",
+                    f"{self.device_for(device)} (from {where}) needs the GPU passed into the container: add "
+                    "runtime: nvidia (Jetson) or gpus: all (x86 with the NVIDIA Container Toolkit), or use auto",
+                )
+            if self.half_for(device) and (not device.has_gpu or self.device_for(device) == "cpu"):
+                raise FieldValueError(
+                    f"devices[{index}].half",
+                    "half precision runs on the GPU: give the device runtime: nvidia (Jetson) or gpus (x86) and "
+                    "device auto or cuda, or drop half (torch 1.11, the Jetson image's, has no fp16 on the CPU)",
+                )
+        return self
+
     def device(self, device_id: str) -> Device:
         for device in self.devices:
             if device.id == device_id:
                 return device
         known = ", ".join(d.id for d in self.devices) or "none"
         raise KeyError(f"no device {device_id!r} in fleet {self.fleet!r} (devices: {known})")
+
+    def device_for(self, device: Device) -> str:
+        """The torch device the node runs on: the device's own, else the fleet default (``auto``)."""
+        return device.device or self.defaults.device
+
+    def half_for(self, device: Device) -> bool:
+        return self.defaults.half if device.half is None else device.half
 
     def cut_for(self, device: Device) -> Cut:
         return device.cut if device.cut is not None else self.defaults.cut

@@ -88,7 +88,7 @@ class HeadNode:
         self.assignment_error = ""
         self._acks: Any = None
         self._profiler = OneAtATime("profiling", log)
-        self.link = NodeLink(config, topics, device_info(device_id, "head"), metrics=self.metrics)
+        self.link = NodeLink(config, topics, device_info(device_id, "head", device=device), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
         g = self.grabber

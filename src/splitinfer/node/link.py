@@ -29,8 +29,9 @@ log = logging.getLogger("splitinfer.node")
 MAX_BANDWIDTH = 1e12  # bit/s: what a link probe reports at most
 
 
-def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = None) -> DeviceInfo:
-    """This machine as the info topic describes it."""
+def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = None, *,
+                device: str = "") -> DeviceInfo:
+    """This machine as the info topic describes it; ``device`` is the torch device the node runs on."""
     torch_version = cuda = ""
     accelerator = "cpu"
     try:
@@ -45,7 +46,7 @@ def device_info(device_id: str, role: str, profile: Optional[Dict[str, Any]] = N
     return DeviceInfo(
         id=device_id, role=role, version=__version__, arch=platform.machine(), accelerator=accelerator,
         torch=torch_version, cuda=cuda, memory_mb=_memory_mb(), python=platform.python_version(),
-        profile=dict(profile or {}),
+        profile=dict(profile or {}), device=device,
     )
 
 

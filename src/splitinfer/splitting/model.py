@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Union
 
 from splitinfer.errors import ModelError
 
+from .device import check_half, resolve_device
 from .graph import LayerGraph
 
 if TYPE_CHECKING:
@@ -105,11 +106,16 @@ def load_model(
     are loaded with Ultralytics' loader (never bytes from the network). Weights are never downloaded here.
     ``fuse`` folds BatchNorm into convolutions, as Ultralytics does for inference. ``end2end`` selects a
     YOLO26-style one-to-one (NMS-free) head where the model has one; ``None`` keeps the model's own choice.
+    ``device`` is ``auto`` (CUDA when torch sees it, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``; ``half``
+    is refused (ModelError) where the device has no fp16 convolution, e.g. the CPU under torch 1.11.
     """
     import torch
 
     if isinstance(path, Model):
         return path
+    dev = resolve_device(device)  # before loading: a wrong device or fp16 where there is none fails fast
+    if half:
+        check_half(dev)
     if isinstance(path, torch.nn.Module):
         net, fingerprint, source = path, _module_fingerprint(path), type(path).__name__
     else:
@@ -121,12 +127,6 @@ def load_model(
             net, fingerprint = _from_checkpoint(source)
         else:
             raise ModelError(f"{source}: expected a .pt checkpoint or a .yaml config")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ModelError(f"unknown device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} asked for, but this torch has no CUDA device")
     net = net.float().eval()
     if end2end is not None:
         if end2end and getattr(net.model[-1], "one2one_cv2", None) is None:  # type: ignore[index]
@@ -134,7 +134,7 @@ def load_model(
         net.end2end = end2end  # type: ignore[assignment]  # before fusing, which drops the unused head
     if fuse and hasattr(net, "fuse"):
         net = net.fuse(verbose=False)  # type: ignore[operator]
-    net = net.to(dev)
+    net = net.to(torch.device(dev))
     if half:
         net = net.half()
     for p in net.parameters():

@@ -63,7 +63,7 @@ class TailNode:
         self.profiling = profile
         self.calibration = Calibration()
         self._profiler = OneAtATime("profiling", log)
-        self.link = NodeLink(config, topics, device_info(device_id, "tail"), metrics=self.metrics)
+        self.link = NodeLink(config, topics, device_info(device_id, "tail", device=device), metrics=self.metrics)
 
     def metrics(self) -> Dict[str, Any]:
         elapsed = max(time.monotonic() - self._started, 1e-6)
