@@ -33,6 +33,7 @@ def test_a_short_bench_run_writes_its_results(tmp_path: Path) -> None:
     assert (a["mode"], a["cut"], a["frames"], a["budget_cores"]) == ("split", 4, 3, budget)
     assert a["p50_ms"] > 5.0  # at least the relay's 5 ms one way
     assert a["predicted_ms"] and a["bytes_per_frame"] > 0 and a["fps"] > 0
+    assert a["reported_p50_ms"]  # the nodes' own figure, beside the one read off this machine's clock
     assert (local["mode"], local["link_mbit"], local["bytes_per_frame"]) == ("local", None, 0) and local["p50_ms"]
     assert rows["auto"]["reason"].startswith("auto: lowest predicted latency")
     assert not any(r["notes"] for r in result["rows"]), [r["notes"] for r in result["rows"]]  # profiles were warm

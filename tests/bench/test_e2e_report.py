@@ -38,6 +38,7 @@ def test_auto_on_the_best_mode_is_within_target_and_split_loses() -> None:
     assert s["p50_ms"]["local"] == 650.0  # local, measured once per budget, counts at this link
     assert (s["auto_choice"], s["auto_vs_best_pct"], s["auto_within_target"], s["auto_miss"]) == (
         "offload:jpeg", -3.8, True, None)
+    assert (s["auto_choice_fixed_p50_ms"], s["auto_choice_vs_best_pct"]) == (260.0, 0.0)  # it chose the best mode
     assert (s["best_split"], s["best_offload"], s["best_local"]) == ("a", "offload:jpeg", "local")
     assert s["split_beats_both"] is False and s["split_margin_pct"] == 46.2
     assert s["verdict"] == "offload:jpeg (260 ms) wins; the best split, split a (380 ms), is +46 %"
@@ -51,6 +52,7 @@ def test_why_auto_missed() -> None:
     predicted = point(auto=row("auto", 380.0, cut=4), split_a=385.0)  # cut a's own prediction: 420 ms
     [s] = summarize(predicted, auto_image="jpeg:90")
     assert s["auto_choice"] == "split:4" and not s["auto_within_target"]
+    assert (s["auto_choice_fixed_p50_ms"], s["auto_choice_vs_best_pct"]) == (385.0, 48.1)  # a poor choice
     assert s["auto_miss"].startswith("auto ran split:4 although offload:jpeg was predicted faster (330 vs 420 ms)")
     wrong = point(auto=row("auto", 380.0, cut=4), split_a=385.0)
     wrong[1]["predicted_ms"] = 300.0  # the model itself favoured cut a: a prediction error

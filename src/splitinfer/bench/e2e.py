@@ -238,10 +238,8 @@ class _Bench:
             cuts = cut_costs(head, self.tail_profile, wire)
             if mode.family in ("local", "offload"):
                 return next(c.latency_ms for c in modes if c.mode == mode.family)
-            if mode.family == "auto":
-                fallback = resolve_cut(head, "b")
-                return max(best_latency(cuts + modes).latency_ms,
-                           next((c.latency_ms for c in cuts if c.cut == fallback), 0.0))
+            if mode.family == "auto":  # paced for what it will choose (its fallback's frames may be dropped)
+                return best_latency(cuts + modes).latency_ms
             return next(c.latency_ms for c in cuts if c.cut == resolve_cut(head, mode.cut))
         except (KeyError, StopIteration, TypeError, ValueError):
             return 1000.0  # no prediction: pace slowly
@@ -316,7 +314,8 @@ class _Bench:
             "measured_on": link.label, "config": mode.config, "mode": None, "cut": None, "image": None,
             "frames": len(steady), "p50_ms": None, "p99_ms": None, "fps": None, "paced_fps": fps,
             "bytes_per_frame": 0, "predicted_ms": None, "predicted_err_pct": None, "predicted_profile_ms": None,
-            "predicted_profile_err_pct": None, "other_mode_frames": 0, "reason": "", "prediction": {},
+            "predicted_profile_err_pct": None, "reported_p50_ms": None, "other_mode_frames": 0, "reason": "",
+            "prediction": {},
             "stages_p50_ms": {}, "notes": [],
         }
         if not steady:
@@ -328,7 +327,8 @@ class _Bench:
         row.update(mode=final[0], cut=final[1], image=(mode.image or o.image).split(":")[0]
                    if final[0] == "offload" else None)
         e2e = [r["timings"].get("e2e_ms", 0.0) for r in steady]
-        row.update(p50_ms=_pct(e2e, 0.5), p99_ms=_pct(e2e, 0.99),
+        reported = [r["timings"]["reported_e2e_ms"] for r in steady if r["timings"].get("reported_e2e_ms")]
+        row.update(p50_ms=_pct(e2e, 0.5), p99_ms=_pct(e2e, 0.99), reported_p50_ms=_pct(reported, 0.5),
                    bytes_per_frame=round(sum(r["payload_bytes"] for r in steady) / len(steady)),
                    other_mode_frames=sum(1 for r in records if float(r.get("timestamp") or 0) >= since and
                                          mode_of(r) != final))

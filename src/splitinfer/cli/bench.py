@@ -202,8 +202,10 @@ def _print_e2e(result: Dict[str, Any]) -> None:
         console.print(table)
     for s in result["summary"]:
         where = "unconstrained" if s["budget_cores"] is None else f"{s['budget_cores']:g} core"
+        choice = (f"; auto ran {s['auto_choice']} ({s['auto_vs_best_pct']:+.0f} % vs the best; that mode's own run "
+                  f"{s['auto_choice_vs_best_pct']:+.0f} %)" if s.get("auto_choice_vs_best_pct") is not None else "")
         miss = f"; auto missed: {s['auto_miss']}" if s.get("auto_miss") else ""
-        console.print(f"{where}, {s['link_mbit']:g} Mbit/s: {s['verdict']}{miss}", highlight=False)
+        console.print(f"{where}, {s['link_mbit']:g} Mbit/s: {s['verdict']}{choice}{miss}", highlight=False)
     for note in result["notes"]:
         console.print(f"note: {note}", highlight=False)
     console.print(f"wrote {result['options']['out']}/e2e.json, e2e.csv, e2e.png in {result['wall_s']} s")
