@@ -77,6 +77,21 @@ def test_state_online_then_offline_on_clean_close(
     assert states.get(timeout=5).payload == b"offline"  # type: ignore[union-attr]
 
 
+def test_a_failed_state_outlives_the_clean_close(
+    mosquitto_broker: LocalBroker, make_client: MakeClient, topic: str
+) -> None:
+    observer = make_client(mosquitto_broker.url)
+    states = observer.subscribe(f"{topic}/state", qos=1)
+    node = make_client(mosquitto_broker.url, state_topic=f"{topic}/state")
+    assert states.get(timeout=5).payload == b"online"  # type: ignore[union-attr]
+    assert node.set_state(b"failed", timeout=5)
+    assert states.get(timeout=5).payload == b"failed"  # type: ignore[union-attr]
+    node.close()
+    assert states.get(timeout=1) is None  # no "offline" after it
+    late = make_client(mosquitto_broker.url).subscribe(f"{topic}/state", qos=1).get(timeout=5)
+    assert late is not None and late.retain and late.payload == b"failed"
+
+
 def test_last_will_offline_is_retained_when_a_node_dies(
     mosquitto_broker: LocalBroker, make_client: MakeClient, topic: str
 ) -> None:

@@ -73,6 +73,12 @@ def test_numeric_cut_is_accepted_as_int_or_string() -> None:
         (b'{"generation": 1, "model": "m", "codec": {"bits": [4]}}', "codec: bits must be a number"),
         (b'{"generation": 1, "model": "m", "route": "../x"}', "route: String should match"),
         (b'{"generation": 1, "model": "m", "sha256": "xyz"}', "sha256: String should match"),
+        (b'{"generation": 1, "model": "m", "tables": [{"name": "../t.npz", "sha256": "' + b"0" * 64 + b'"}]}',
+         "table: name: String should match"),
+        (b'{"generation": 1, "model": "m", "tables": [{"name": "t.npz"}]}', "table: sha256: Field required"),
+        (b'{"generation": 1, "model": "m", "tables": ["t.npz"]}', "tables.0: Input should be an instance"),
+        (json.dumps({"generation": 1, "model": "m", "tables": [{"name": "t", "sha256": "0" * 64}] * 17}).encode(),
+         "tables: List should have at most 16"),
         (b"{" + b" " * 300_000 + b"}", "over the"),
         (b'{"a": ' * 40 + b"1" + b"}" * 40, "nested deeper than"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
@@ -128,3 +134,15 @@ def test_device_info_carries_the_torch_device_and_a_failure() -> None:
 def test_parse_json_names_what_it_parsed() -> None:
     with pytest.raises(ProtocolError, match=r"^policy: not JSON"):
         parse_json(b"{", "policy")
+
+
+def test_assignments_and_policies_carry_calibration_tables() -> None:
+    from splitinfer.broker.messages import Policy, TableRef, validated
+
+    ref = {"name": "yolo11n-d-640.npz", "sha256": "ab" * 32}
+    a = Assignment.from_json(json.dumps({"generation": 1, "model": "m", "tables": [ref]}).encode())
+    assert a.tables == [TableRef(**ref)]
+    assert Assignment.from_json(a.to_json()) == a
+    policy = validated(Policy, {"model": "m", "tables": [ref]}, "policy")
+    assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
+    assert not a.same_pipeline(Assignment.from_json(json.dumps({"generation": 2, "model": "m"}).encode()))

@@ -66,3 +66,30 @@ def test_half_where_the_device_has_no_fp16_is_refused(monkeypatch: pytest.Monkey
     assert "half precision (--half) is not available here: torch 1.11.0 has no fp16" in both(result)
     from_env = runner.invoke(app, ["node", "tail", *NOWHERE, "--threads", "1"], env={"SPLITINFER_HALF": "1"})
     assert from_env.exit_code == 1 and "half precision" in both(from_env)
+
+
+@pytest.mark.mosquitto
+def test_a_device_it_cannot_have_is_said_as_a_failed_state_with_the_reason(
+        monkeypatch: pytest.MonkeyPatch, mosquitto_broker: object) -> None:
+    import json
+
+    from splitinfer.broker.client import MqttClient
+    from splitinfer.broker.config import BrokerConfig
+    from splitinfer.broker.topics import Topics
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    url = mosquitto_broker.url  # type: ignore[attr-defined]
+    result = runner.invoke(app, ["node", "tail", "--broker", url, "--fleet", "dev", "--id", "gpu-1", "--threads",
+                                 "1", "--device", "cuda"])
+    assert result.exit_code == 1, both(result)
+    topics = Topics("dev")
+    watcher = MqttClient(BrokerConfig.from_url(url, client_id="dev-watcher"))
+    state, info = watcher.subscribe(topics.state("gpu-1"), qos=1), watcher.subscribe(topics.info("gpu-1"), qos=1)
+    watcher.connect(timeout=10)
+    try:
+        said, described = state.get(timeout=5), info.get(timeout=5)
+    finally:
+        watcher.close()
+    assert said is not None and said.payload == b"failed" and said.retain
+    assert described is not None
+    assert re.match(r"cannot run on device cuda: device 'cuda' asked for", json.loads(described.payload)["failure"])

@@ -42,3 +42,14 @@ def test_the_coordinator_says_what_it_runs_before_any_device_appears(mosquitto_b
         proc.wait(10)
     assert line.startswith(f"coordinator for fleet hello on {mosquitto_broker.url}: model yolov8n.yaml at 640, "
                            "cut auto, 2-bit, batch 1 (policy from flags); inventory: none"), line
+
+
+def test_the_coordinators_codec_defaults_are_the_fleets_and_the_codecs() -> None:
+    # three places say the same default (the CLI must not import the codec to start fast): one test holds them
+    from splitinfer.codec.settings import DEFAULT_KEYFRAME_INTERVAL, DEFAULT_QUALITY
+    from splitinfer.fleet.schema import Defaults
+
+    for command in (_param("coordinator"), _param("run")):
+        params = {p.name: p.default for p in command.params}  # type: ignore[attr-defined]
+        assert params["quality"] == Defaults().quality == DEFAULT_QUALITY
+        assert params["keyframe_interval"] == Defaults().keyframe_interval == DEFAULT_KEYFRAME_INTERVAL

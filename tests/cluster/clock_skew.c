@@ -1,8 +1,11 @@
 /* For the hostile-input tests: shifts this process's wall clock (CLOCK_REALTIME, gettimeofday) by
- * $SPLITINFER_TEST_CLOCK_SKEW_S seconds, leaving the monotonic clock and every timed wait alone. Loaded with
- * LD_PRELOAD into one node, it is a device whose clock is wrong. */
+ * $SPLITINFER_TEST_CLOCK_SKEW_S seconds, leaving the monotonic clock alone. Loaded with LD_PRELOAD into one node,
+ * it is a device whose clock is wrong. Waits with a wall-clock deadline (sem_timedwait: Python 3.8's lock
+ * timeouts) get the deadline shifted back, since the kernel keeps the true clock: on a device whose clock is
+ * really wrong, deadline and clock agree. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <semaphore.h>
 #include <stdlib.h>
 #include <sys/time.h>
 #include <time.h>
@@ -23,4 +26,12 @@ int gettimeofday(struct timeval *tv, void *tz) {
     int r = real(tv, tz);
     if (r == 0 && tv) tv->tv_sec += skew();
     return r;
+}
+
+int sem_timedwait(sem_t *sem, const struct timespec *deadline) {
+    static int (*real)(sem_t *, const struct timespec *);
+    if (!real) real = (int (*)(sem_t *, const struct timespec *))dlsym(RTLD_NEXT, "sem_timedwait");
+    struct timespec shifted = *deadline;
+    shifted.tv_sec -= skew();
+    return real(sem, &shifted);
 }

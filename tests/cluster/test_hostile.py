@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 from typing import Iterator, List
 
+import numpy as np
 import pytest
 import torch
 
 import splitinfer
 from splitinfer.broker.messages import Assignment, pack_features
-from splitinfer.codec import Codec
+from splitinfer.codec import CalibrationTable, Codec
 from splitinfer.errors import TransportError
 from splitinfer.features import FeatureSet, FrameMeta
 
@@ -86,6 +87,11 @@ def hostile_blobs() -> List[bytes]:
     nan[0][0, 0, 0, 0] = float("nan")
     blobs.append(Codec(bits=32).encode(_features(nan, layers=layers, cut=cut, model=fp)))  # NaN, passed through
     blobs.append(Codec(bits=4).encode(_features(t[:-1], layers=layers[:-1], cut=layers[-1] + 1, model=fp)))  # cut
+    # the calibrated codec with a table the tail was never given (it decodes with the assigned ones only)
+    table = CalibrationTable(model=fp, cut=cut, imgsz=IMGSZ, layers=layers,
+                             sensitivity=[np.ones(int(x.shape[1]), np.float32) for x in t],
+                             mean=[np.zeros(int(x.shape[1]), np.float32) for x in t])
+    blobs.append(Codec(table=table, keyframe_interval=5).encode(_features(t, layers=layers, cut=cut, model=fp)))
     return blobs
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,8 +37,21 @@ def reference_fit(g: torch.Tensor, bits: int) -> Tuple[torch.Tensor, torch.Tenso
     exact = ((hi - lo) / levels).clamp(min=FP16_TINY, max=FP16_MAX)
     step = exact.half().float()
     up = (exact * (1 + 2.0**-10)).clamp(max=FP16_MAX).half().float()
+    following = torch.from_numpy(np.nextafter(exact.half().numpy(), np.float16(np.inf)).astype(np.float32))
+    up = torch.where(up < exact, following, up)  # subnormal steps: the next fp16 value
     step = torch.where(step < exact, up, step)
     return step, torch.round(-lo / step).clamp(0, levels)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 3e-7, 2e-6, 1e-5, 1e-3, 1.0, 1e4])
+def test_the_steps_span_every_range(scale: float) -> None:
+    # (L - 1) steps cover [lo, hi], subnormal fp16 steps included: no value of the group saturates
+    gen = torch.Generator().manual_seed(7)
+    g = torch.rand(1, 256, 5, generator=gen) * scale * torch.rand(1, 256, 1, generator=gen)
+    for bits in (2, 4, 8):
+        lo, hi = g.amin(-1).clamp(max=0), g.amax(-1).clamp(min=0)
+        step, _ = fit(g, bits)
+        assert bool(((hi - lo) <= step * ((1 << bits) - 1)).all())
 
 
 @pytest.mark.parametrize("scale", [1e-7, 1e-3, 1.0, 37.0, 1e4])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import List, Sequence
 
@@ -107,16 +108,27 @@ def test_device_path_gives_the_same_symbols(fs: FeatureSet, table: CalibrationTa
 
 def test_decoder_without_the_table_says_which_it_needs(fs: FeatureSet, table: CalibrationTable) -> None:
     blob = Codec(table=table).encode(fs)
-    with pytest.raises(CodecError, match=f"table {table.hexdigest[:16]}.*has no table"):
+    with pytest.raises(CodecError, match=f"table {table.hexdigest[:16]}.*holds none"):
         Codec().decode(blob)
 
 
 def test_decoder_with_another_table_refuses(fs: FeatureSet, table: CalibrationTable) -> None:
     blob = Codec(table=table).encode(fs)
     other = table_for(fs, seed=1)
-    with pytest.raises(CodecError, match=f"encoded with calibration table {table.hexdigest[:16]}.*holds table "
+    with pytest.raises(CodecError, match=f"encoded with calibration table {table.hexdigest[:16]}.*holds "
                                          f"{other.hexdigest[:16]}"):
         Codec(table=other).decode(blob)
+
+
+def test_a_decoder_holding_several_tables_reads_each_blob_with_its_own() -> None:
+    # a tail whose heads run two cuts: one decoder, both tables, keyframe state per source
+    a, b = make_features(seed=1), make_features(((1, 8, 16, 16), (1, 16, 8, 8), (1, 4, 4, 4)), seed=2)
+    ta, tb = table_for(a), table_for(b, seed=3)
+    decoder = Codec(tables=[ta, tb])
+    for fs, t in ((a, ta), (b, tb), (a, ta)):
+        out = decoder.decode(Codec(table=t, quality=60).encode(fs))
+        assert out.cut == fs.cut
+        assert all(torch.equal(x, y) for x, y in zip(out.tensors, expected(fs, t, 60)))
 
 
 def test_encoder_refuses_features_the_table_does_not_fit(fs: FeatureSet, table: CalibrationTable) -> None:
@@ -180,6 +192,30 @@ def test_delta_frames_decode_exactly_and_cost_less() -> None:
         want = intra.decode(Codec(table=table).encode(fs))
         assert all(torch.equal(a, b) for a, b in zip(got.tensors, want.tensors))
     assert sizes[1] < sizes[0] and sizes[2] < sizes[0] and sizes[4] < sizes[3]
+
+
+def test_a_changed_scene_is_sent_as_a_new_keyframe_not_a_costlier_delta() -> None:
+    # the camera moved: differences from the old keyframe would cost more than the frame alone; the frame is sent
+    # as a new keyframe, and the frames after it are deltas against that one
+    still = static_clip(2)
+    scene = make_features(seed=40)
+    gen = torch.Generator().manual_seed(41)
+    moved = []
+    for k in range(3):
+        tensors = tuple(t + 0.02 * k * torch.randn(t.shape, generator=gen) for t in scene.tensors)
+        meta = replace(still[0].frames[0], seq=k + 2)
+        moved.append(replace(scene, tensors=tensors, frames=(meta,)))
+    table = table_for(still[0])
+    enc, dec = Codec(table=table, keyframe_interval=10), Codec(table=table)
+    sizes = []
+    for fs in [*still, *moved]:
+        blob, alone = enc.encode(fs), Codec(table=table).encode(fs)
+        sizes.append((len(blob), len(alone)))
+        got, want = dec.decode(blob), Codec(table=table).decode(alone)
+        assert all(torch.equal(a, b) for a, b in zip(got.tensors, want.tensors))
+    assert sizes[1][0] < sizes[1][1]  # the still scene: a delta
+    assert sizes[2][0] == sizes[2][1]  # the new scene: a keyframe, as many bytes as the frame alone
+    assert sizes[3][0] < sizes[3][1] and sizes[4][0] < sizes[4][1]  # deltas against the new keyframe
 
 
 def test_lost_keyframe_refuses_deltas_until_the_next() -> None:

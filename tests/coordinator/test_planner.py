@@ -74,3 +74,19 @@ def test_offline_heads_keep_their_last_assignment() -> None:
 def test_policy_round_trips_through_a_dict() -> None:
     policy = Policy(model="m", overrides={"cam-1": Override(cut="a")})
     assert Policy.from_dict(policy.to_dict()) == policy
+
+
+def test_heads_and_tails_get_the_policys_calibration_tables() -> None:
+    from splitinfer.broker.messages import TableRef
+    from splitinfer.coordinator.cost import profile_matches
+
+    tables = [TableRef("m-d-640.npz", "cd" * 32)]
+    policy = Policy(model="m", cut="d", codec={"bits": 4, "quality": 60}, tables=tables)
+    result = plan(fleet(1, {"t1": True}), policy, {})
+    assert result["cam-0"].tables == tables and result["t1"].tables == tables
+    assert result["cam-0"].codec == {"bits": 4, "quality": 60}
+    profile = {"model": "m", "imgsz": 640, "layer_ms": [1.0], "codec": {"bits": 4, "quality": 60}}
+    # a head profile measured without the tables (or with others) does not predict this codec's bytes
+    assert not profile_matches(profile, model="m", imgsz=640, codec=result["cam-0"].codec, tables=["cd" * 32])
+    assert profile_matches(dict(profile, tables=["cd" * 32]), model="m", imgsz=640, codec=result["cam-0"].codec,
+                           tables=["cd" * 32])

@@ -45,7 +45,7 @@ def fleet_file(tmp_path_factory: pytest.TempPathFactory, dockerd: str, node_imag
         "fleet": FLEET,
         "broker": {"url": "mqtt://127.0.0.1:9"},
         "model": {"path": "weights/best.pt", "sha256": _sha((folder / "weights" / "best.pt").read_bytes()),
-                  "table": "calib.json", "imgsz": 128},
+                  "tables": [{"path": "calib.json", "sha256": _sha(b'{"scale": 1}')}], "imgsz": 128},
         "images": {"head": node_image, "tail": node_image},
         "devices": [device("tail-1", "tail"), device("head-1", "head")],
     }

@@ -209,7 +209,8 @@ def test_cameras_reach_the_container() -> None:
 
 def test_the_model_and_its_table_are_distributed(model_here: Path) -> None:
     (model_here / "calib.json").write_bytes(b"{}")
-    fleet = _fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "table": "calib.json"})
+    table = {"path": "calib.json", "sha256": hashlib.sha256(b"{}").hexdigest()}
+    fleet = _fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "tables": [table]})
     targets = plan_targets(fleet, environ=ENV)
     files = [(f.name, f.sha256) for f in targets[0].models]
     assert files == [("yolo11n.pt", WEIGHTS_SHA), ("calib.json", hashlib.sha256(b"{}").hexdigest())]
@@ -228,8 +229,19 @@ def test_a_checkpoint_without_its_sha256_is_refused_with_the_digest_to_paste() -
         plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": "0" * 64}), environ=ENV)
     with pytest.raises(FleetConfigError, match=r"model.path: .*other.pt: file not found"):
         plan_targets(_fleet(model={"path": "other.pt", "sha256": WEIGHTS_SHA}), environ=ENV)
-    with pytest.raises(FleetConfigError, match=r"model.table: .*nope.json: file not found"):
-        plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "table": "nope.json"}), environ=ENV)
+    missing = {"path": "nope.npz", "sha256": "0" * 64}
+    with pytest.raises(FleetConfigError, match=r"model.tables\[0\].path: .*nope.npz: file not found"):
+        plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "tables": [missing]}), environ=ENV)
+
+
+def test_a_table_must_be_the_file_its_sha256_names(model_here: Path) -> None:
+    (model_here / "calib.npz").write_bytes(b"PK")
+    wrong = {"path": "calib.npz", "sha256": "0" * 64}
+    with pytest.raises(FleetConfigError, match=r"model.tables\[0\].sha256: 0{64} is not the digest of .*calib.npz "
+                                               f"\\({hashlib.sha256(b'PK').hexdigest()}\\)"):
+        plan_targets(_fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "tables": [wrong]}), environ=ENV)
+    with pytest.raises(ValueError, match=r"'yolo11n\.pt' is used twice"):
+        _fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "tables": [{**wrong, "path": "x/yolo11n.pt"}]})
 
 
 def test_the_policy_names_the_model_as_deploy_copies_it() -> None:
@@ -238,3 +250,18 @@ def test_the_policy_names_the_model_as_deploy_copies_it() -> None:
     assert policy_from_fleet(_fleet(model={"path": "/home/op/runs/best.pt", "sha256": WEIGHTS_SHA})).model == "best.pt"
     assert policy_from_fleet(_fleet(model={"path": "yolo11n.yaml"})).model == "yolo11n.yaml"
     assert policy_from_fleet(_fleet(model={"name": "yolo11n"})).model == "yolo11n.pt"
+
+
+def test_the_policy_carries_the_codec_end_to_end() -> None:
+    # fleet.yaml's tables, quality and keyframe interval reach the coordinator; a moving camera turns delta off
+    from splitinfer.deploy.live import policy_from_fleet
+
+    table = {"path": "tables/yolo11n-d-640.npz", "sha256": "cd" * 32}
+    fleet = _fleet(model={"path": "yolo11n.pt", "sha256": WEIGHTS_SHA, "tables": [table]},
+                   defaults={"cut": "d", "quality": 60})
+    fleet = fleet.model_copy(update={"devices": [fleet.devices[0].model_copy(update={"keyframe_interval": 0}),
+                                                 *fleet.devices[1:]]})
+    policy = policy_from_fleet(fleet)
+    assert [(t.name, t.sha256) for t in policy.tables] == [("yolo11n-d-640.npz", "cd" * 32)]
+    assert policy.codec == {"bits": 4, "quality": 60, "keyframe_interval": 10}
+    assert policy.overrides["cam-1"].codec == {"bits": 4, "keyframe_interval": 0}

@@ -116,3 +116,11 @@ def test_bad_calibration_requests(model: Any) -> None:
         calibrate(model, "d", images(1), imgsz=IMGSZ, probes=0)
     with pytest.raises(ModelError, match=r"no anchor reached confidence 0\.99"):
         calibrate(model, "d", images(1), imgsz=IMGSZ, min_conf=0.99)
+
+
+def test_a_model_that_detects_nothing_is_refused_before_any_probe(model: Any) -> None:
+    from splitinfer.splitting.sensitivity import check_detects
+
+    check_detects(model, images(2), IMGSZ)  # what calibrate() accepts
+    with pytest.raises(ModelError, match=r"no anchor reached confidence 0\.99 on any of the 2 calibration frames"):
+        check_detects(model, images(2), IMGSZ, min_conf=0.99)  # what calibrate() refuses, after its probes

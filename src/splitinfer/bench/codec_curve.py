@@ -67,8 +67,7 @@ class Frames:
     def score(self, outputs: Sequence[Any], model: Any) -> Tuple[Optional[float], Optional[float]]:
         """(mAP50, mAP50-95) of the model outputs (one per frame) against the references."""
         import splitinfer
-
-        from .metrics import mean_average_precision
+        from splitinfer.splitting.fidelity import mean_average_precision
 
         predictions = []
         for out, (_, metas) in zip(outputs, self.batches):
@@ -274,9 +273,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     import splitinfer
     from splitinfer.codec import arith
     from splitinfer.codec.settings import DEFAULT_QUALITY
+    from splitinfer.splitting.weights import realistic_checkpoint
 
     from .codec_frames import build_sets
-    from .weights import realistic_checkpoint
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -7,7 +7,8 @@ What it adds to paho, and why:
 - After that, paho's background thread reconnects with exponential backoff, and `on_connect` re-subscribes
   every live `Subscription` and re-publishes ``online``: a broker restart is invisible to the caller.
 - A ``state_topic`` gets a retained last will ``offline`` (set before connecting), a retained ``online`` on
-  every connect, and a retained ``offline`` on a clean `close`. `MqttClient.announce` does the same for any
+  every connect, and a retained ``offline`` on a clean `close` — unless `set_state` changed it (``failed``:
+  then that is what every reconnect says, and `close` leaves it). `MqttClient.announce` does the same for any
   retained message (``info``): published now and again after every reconnect.
 - paho callbacks stay thin: a message becomes an immutable `Message` and goes into each matching
   subscription's BOUNDED queue; when a queue is full the oldest (or the newest) message is dropped and counted.
@@ -188,6 +189,7 @@ class MqttClient:
         self.config = config
         self.client_id = config.client_id or f"splitinfer-{uuid.uuid4().hex[:12]}"
         self.state_topic = state_topic
+        self._state = b"online"  # what the state topic says while connected (set_state)
         self.max_queued_messages = max_queued_messages
         self._lock = threading.Lock()
         self._counters: Dict[str, int] = dict.fromkeys(COUNTERS, 0)
@@ -312,12 +314,22 @@ class MqttClient:
         """Wait until connected (e.g. after a broker restart); False if ``timeout`` passed first."""
         return self._connected.wait(timeout)
 
+    def set_state(self, state: bytes, timeout: Optional[float] = None) -> bool:
+        """Say ``state`` (retained) on the state topic now, on every reconnect, and at `close` instead of
+        ``offline`` (e.g. ``failed``: the reason a node stopped outlives it). The last will stays ``offline``."""
+        if self.state_topic is None:
+            raise TransportError("set_state needs a client made with a state_topic")
+        self._state = bytes(state)
+        if not self._connected.is_set():
+            return False
+        return self.publish(self.state_topic, self._state, qos=1, retain=True, timeout=timeout)
+
     def close(self, timeout: float = 2.0) -> None:
         """Publish ``offline`` for the state topic (if any), disconnect cleanly, stop the thread. Idempotent."""
         if self._closing:
             return
         self._closing = True
-        if self._connected.is_set() and self.state_topic is not None:
+        if self._connected.is_set() and self.state_topic is not None and self._state == b"online":
             info = self._paho.publish(self.state_topic, b"offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
@@ -460,7 +472,7 @@ class MqttClient:
         for topic_filter, qos in filters.items():
             client.subscribe(topic_filter, qos)
         if self.state_topic is not None:
-            client.publish(self.state_topic, b"online", qos=1, retain=True)
+            client.publish(self.state_topic, self._state, qos=1, retain=True)
         for topic, (data, qos) in announced.items():
             client.publish(topic, data, qos=qos, retain=True)
         self._connack.set()

@@ -25,7 +25,7 @@ import struct
 from dataclasses import asdict, field, replace
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
-from pydantic import AfterValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic import BaseModel as _BaseModel
 from pydantic.dataclasses import dataclass
 from typing_extensions import Annotated
@@ -41,6 +41,7 @@ __all__ = [
     "Override",
     "Policy",
     "ProtocolError",
+    "TableRef",
     "pack_features",
     "parse_json",
     "unpack_features",
@@ -207,6 +208,7 @@ class _Profile(_BaseModel):
     postprocess_ms: Optional[Ms] = None
     cuts: Optional[Dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,3}$")], _CutSize]] = None
     codec: Optional[CodecSettingsField] = None
+    tables: Optional[Annotated[List[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]], Field(max_length=16)]] = None
     link: Optional[_Link] = None
     images: Optional[Dict[ImageFormat, _CutSize]] = None
     whole_postprocess_ms: Optional[Ms] = None
@@ -222,6 +224,24 @@ def _profile(value: Dict[str, Any]) -> Dict[str, Any]:
 
 
 # ---- the messages -------------------------------------------------------------------------------------------------
+
+
+@dataclass(config=_STRICT)
+class TableRef:
+    """A calibration table of the codec, by its file name in the nodes' model folder and the file's sha256."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def _table_refs(value: Any) -> Any:
+    """JSON objects (``{"name", "sha256"}``) as TableRef; anything else is left for the strict check to refuse."""
+    if isinstance(value, list):
+        return [validated(TableRef, item, "table") if isinstance(item, dict) else item for item in value]
+    return value
+
+
+Tables = Annotated[List[TableRef], Field(max_length=16), BeforeValidator(_table_refs)]
 
 
 @dataclass(config=_STRICT)
@@ -265,10 +285,11 @@ class Assignment:
     the input size, the ``mode`` (``split`` at ``cut``: ``a|b|c|d`` or a layer number, the head resolves it on
     its model; ``local``: the whole model on the head, which publishes the detections itself; ``offload``: the
     letterboxed frame compressed with the image codec ``image`` to the tail, which runs the whole model — only for
-    heads the operator allowed it), the codec settings, the tail to send to (``route``; empty while no tail is
-    live), the batch size, and whether the head may fall back to local by itself (``fallback``) when it has no
-    live tail or its tail stops answering. For a tail: model, imgsz, batch and ``max_wait_ms``; ``heads`` lists
-    the heads routed to it.
+    heads the operator allowed it), the codec settings (``quality`` where a calibration table in ``tables`` covers
+    the cut, else ``bits``; ``keyframe_interval`` for delta frames), the tail to send to (``route``; empty while
+    no tail is live), the batch size, and whether the head may fall back to local by itself (``fallback``) when it
+    has no live tail or its tail stops answering. For a tail: model, imgsz, batch, ``max_wait_ms`` and the
+    ``tables`` to decode with; ``heads`` lists the heads routed to it.
 
     ``epoch`` is the coordinator's start (wall-clock seconds) and ``generation`` counts changes within it: a node
     follows an assignment whose ``(epoch, generation)`` is newer than its own, so a restarted coordinator (whose
@@ -285,6 +306,7 @@ class Assignment:
     imgsz: ImgSize = 640
     cut: Cut = "b"
     codec: CodecSettingsField = field(default_factory=dict)
+    tables: Tables = field(default_factory=list)
     mode: Mode = "split"
     image: ImageSettingsField = field(default_factory=dict)
     fallback: bool = True
@@ -350,6 +372,7 @@ class Policy:
     imgsz: ImgSize = 640
     cut: Cut = "b"
     codec: CodecSettingsField = field(default_factory=lambda: {"bits": 4})
+    tables: Tables = field(default_factory=list)
     batch: Annotated[int, Field(ge=1, le=64)] = 1
     tail_batch: Annotated[int, Field(ge=1, le=256)] = 8
     max_wait_ms: Annotated[float, Field(ge=0.0, le=10_000.0, allow_inf_nan=False)] = 5.0

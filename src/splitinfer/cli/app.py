@@ -52,7 +52,7 @@ def _root(
 
 def _mount() -> None:
     # One line per noun. Modules imported here must stay light: heavy imports go inside the commands.
-    from . import bench, broker, coordinator, deploy, down, fleet, image, inspect, logs, node, run, status
+    from . import bench, broker, calibrate, coordinator, deploy, down, fleet, image, inspect, logs, node, run, status
 
     app.add_typer(fleet.app, name="fleet")
     app.command("deploy")(deploy.deploy)
@@ -65,6 +65,7 @@ def _mount() -> None:
     app.add_typer(node.app, name="node")
     app.command("run")(run.run)
     app.command("inspect")(inspect.inspect_model)
+    app.command("calibrate")(calibrate.calibrate)
     app.add_typer(bench.app, name="bench")
 
 

@@ -39,6 +39,19 @@ def parse_image(value: str) -> dict:
         raise FleetConfigError(f"--image {value!r}: expected FORMAT[:QUALITY], e.g. webp:80") from None
 
 
+def table_refs(paths: List[Path]) -> List[dict]:
+    """``--table FILE`` → [{name, sha256}]: the nodes find it by name in their model folder and check its digest."""
+    from splitinfer.splitting.model import file_sha256
+
+    refs = []
+    for path in paths:
+        try:
+            refs.append({"name": path.name, "sha256": file_sha256(str(path))})
+        except OSError as exc:
+            raise FleetConfigError(f"--table {path}: cannot read it ({exc.strerror or exc})") from None
+    return refs
+
+
 def parse_inventory(values: List[str]) -> dict:
     """``ID=head|tail`` pairs → {id: role}."""
     out = {}
@@ -57,7 +70,15 @@ def coordinator(
     cut: Annotated[str, typer.Option(help="Default cut: a|b|c|d, a layer number, local (the whole model on the "
                                           "heads), offload (frames to the tail: --offload heads only), or auto "
                                           "(chosen from the nodes' profiles).")] = "b",
-    bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
+    bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough) at cuts no "
+                                           "--table covers.")] = 4,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Codec quality 1..100 at cuts a --table covers "
+                                                              "(higher: more bytes, closer detections).")] = 50,
+    keyframe_interval: Annotated[int, typer.Option(min=0, help="A keyframe every N frames per head, delta frames "
+                                                               "between (0: every frame on its own).")] = 10,
+    table: Annotated[Optional[List[Path]], typer.Option(
+        "--table", metavar="FILE", help="A calibration table (splitctl calibrate), by its file in the nodes' model "
+                                        "folder; repeatable, one per cut.")] = None,
     batch: Annotated[int, typer.Option(help="Frames per head batch.")] = 1,
     tail_batch: Annotated[int, typer.Option(help="Max frames a tail batches across heads.")] = 8,
     max_wait_ms: Annotated[float, typer.Option(help="Longest a tail waits to fill a batch.")] = 5.0,
@@ -99,8 +120,11 @@ def coordinator(
         from splitinfer.broker.messages import validated
         from splitinfer.codec import CodecSettings
 
-        CodecSettings(bits=bits)  # CodecError now, not on every node later
-        policy = validated(Policy, dict(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec={"bits": bits},
+        codec = {"bits": bits, "quality": quality, "keyframe_interval": keyframe_interval}
+        # CodecError now, not on every node later
+        CodecSettings(bits=bits, quality=quality, keyframe_interval=keyframe_interval)
+        policy = validated(Policy, dict(model=model, sha256=sha256, imgsz=imgsz, cut=cut, codec=codec,
+                                        tables=table_refs(table or []),
                                         batch=batch, tail_batch=tail_batch, max_wait_ms=max_wait_ms,
                                         overrides=parse_overrides(override or []),
                                         roles=parse_inventory(inventory or []), image=parse_image(image),
@@ -118,6 +142,10 @@ def started_line(fleet: str, url: str, policy: "Policy", source: str) -> str:
     overrides = f", {len(policy.overrides)} per-device override(s)" if policy.overrides else ""
     inventory = ", ".join(f"{d}={r}" for d, r in sorted(policy.roles.items())) or (
         "none (devices claim their roles; give -f fleet.yaml or --inventory for a real fleet)")
+    codec = f"{policy.codec.get('bits')}-bit"
+    if policy.tables:
+        quality = policy.codec.get("quality", 50)
+        codec = f"quality {quality} at {len(policy.tables)} calibrated cut(s), {codec} elsewhere"
     return (f"coordinator for fleet {fleet} on {url}: model {policy.model} at {policy.imgsz}, cut {policy.cut}, "
-            f"{policy.codec.get('bits')}-bit, batch {policy.batch}{overrides} (policy from {source}); "
+            f"{codec}, batch {policy.batch}{overrides} (policy from {source}); "
             f"inventory: {inventory}; waiting for devices (Ctrl-C stops)")

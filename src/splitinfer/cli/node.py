@@ -2,7 +2,7 @@
 
 
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import typer
 from typing_extensions import Annotated
@@ -47,6 +47,31 @@ def _prepare(verbose: bool, threads: int, device: str, half: bool) -> str:
     return resolved
 
 
+def _prepare_or_fail(verbose: bool, threads: int, device: str, half: bool, node: Tuple[Any, str, str, str, str]
+                     ) -> str:
+    """:func:`_prepare`; a device this node cannot have (no GPU in the container, fp16 where there is none) is
+    said the way every failure at start is: state ``failed`` with the reason, retained, then exit 1."""
+    from splitinfer.errors import ModelError, TransportError
+
+    try:
+        return _prepare(verbose, threads, device, half)
+    except ModelError as exc:
+        from splitinfer.broker.topics import Topics
+        from splitinfer.node.link import NodeLink, device_info
+
+        broker, fleet, prefix, device_id, role = node
+        link = NodeLink(broker_config(broker), Topics(fleet, prefix), device_info(device_id, role, device=device),
+                        metrics=lambda: {})
+        try:
+            link.start(timeout=3)  # a short wait: the node exits either way
+            link.fail(f"cannot run on device {device}{' in fp16' if half else ''}: {exc}")
+        except TransportError:
+            logging.getLogger("splitinfer.node").warning("could not reach the broker to say so")
+        finally:
+            link.close()
+        raise
+
+
 @app.command("head")
 def head(
     device_id: IdOpt,
@@ -76,7 +101,7 @@ def head(
     verbose: VerboseOpt = False,
 ) -> None:
     """Capture → letterbox → head layers → encode → publish features to the assigned tail."""
-    resolved = _prepare(verbose, threads, device, half)
+    resolved = _prepare_or_fail(verbose, threads, device, half, (broker, fleet, prefix, device_id, "head"))
     from splitinfer.broker.topics import Topics
     from splitinfer.head import HeadNode
 
@@ -102,7 +127,7 @@ def tail(
     verbose: VerboseOpt = False,
 ) -> None:
     """Decode features from the heads routed here → batch → tail layers → NMS → publish detections."""
-    resolved = _prepare(verbose, threads, device, half)
+    resolved = _prepare_or_fail(verbose, threads, device, half, (broker, fleet, prefix, device_id, "tail"))
     from splitinfer.broker.topics import Topics
     from splitinfer.tail import TailNode
 

@@ -4,7 +4,7 @@
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import typer
 from rich.markup import escape
@@ -30,7 +30,18 @@ def run(
                                           "picks from the nodes' profiles).")] = "b",
     allow_offload: Annotated[bool, typer.Option("--allow-offload", help="Let the head send its frames to the tail "
                                                                        "(offload).")] = False,
-    bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough).")] = 4,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Codec quality 1..100 at calibrated cuts (higher: "
+                                                              "more bytes, detections closer to the whole model's)."
+                                         )] = 50,
+    table: Annotated[Optional[List[Path]], typer.Option(
+        "--table", metavar="FILE", help="A calibration table (splitctl calibrate); repeatable. Without one the "
+                                        "codec is calibrated on the source's first frames.")] = None,
+    calibrate: Annotated[bool, typer.Option(help="Calibrate the codec on the source's first frames when no --table "
+                                                 "is given (--no-calibrate: the version-1 codec at --bits).")] = True,
+    keyframe_interval: Annotated[int, typer.Option(min=0, help="A keyframe every N frames, delta frames between "
+                                                               "(0: none; a moving camera).")] = 10,
+    bits: Annotated[int, typer.Option(help="Codec bit width (2..8, or 16/32 for float passthrough) where no "
+                                           "calibration table covers the cut.")] = 4,
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 640,
     batch: Annotated[int, typer.Option(min=1, help="Frames per head batch.")] = 1,
     fps: Annotated[float, typer.Option(min=0, help="Pace the source like a camera (0: as fast as the head goes, "
@@ -56,7 +67,8 @@ def run(
         raise FleetConfigError("only --local is supported: it runs the whole system on this machine "
                               "(use `splitctl deploy` for a fleet)")
     job = LocalRun(model=model, source=source, frames=frames or None, cut=cut, bits=bits, imgsz=imgsz, batch=batch,
-                   allow_offload=allow_offload,
+                   allow_offload=allow_offload, quality=quality, tables=table or [], calibrate=calibrate,
+                   keyframe_interval=keyframe_interval,
                    fps=fps, out=out, annotate=annotate, broker=broker, stall=stall)
 
     def note(text: str) -> None:
@@ -93,8 +105,9 @@ def _progress() -> Iterator[Callable[[Any], None]]:
 def _print_summary(summary: Dict[str, Any]) -> None:
     cuts = summary["cuts"]
     layers = " → ".join(cuts) if len(cuts) > 1 else str(summary["cut"])
+    codec = f"quality {summary['quality']}" if summary["tables"] else f"{summary['bits']}-bit"
     table = Table(title=f"splitctl run --local: {escape(summary['model'])} cut {escape(summary['cut_spec'])} "
-                        f"(layer {layers}), {summary['bits']}-bit, {summary['broker']} broker")
+                        f"(layer {layers}), {codec}, {summary['broker']} broker")
     table.add_column("stage")
     table.add_column("p50 ms", justify="right")
     table.add_column("p99 ms", justify="right")

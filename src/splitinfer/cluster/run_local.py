@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from splitinfer.codec.settings import DEFAULT_KEYFRAME_INTERVAL, DEFAULT_QUALITY
 from splitinfer.errors import ModelError, ProcessError, SourceError
 from splitinfer.node.models import as_assigned
 
@@ -52,6 +53,11 @@ class LocalRun:
     frames: Optional[int] = 60
     cut: str = "b"
     bits: int = 4
+    quality: int = DEFAULT_QUALITY  # at cuts a calibration table covers
+    keyframe_interval: int = DEFAULT_KEYFRAME_INTERVAL
+    tables: List[Path] = field(default_factory=list)  # calibration tables given (none: calibrate on the source)
+    calibrate: bool = True
+    calibration_frames: int = 8
     imgsz: int = 640
     batch: int = 1
     fps: float = 0.0
@@ -134,7 +140,7 @@ def check_settings(run: LocalRun) -> Optional[int]:
     check_cut_syntax(run.cut)
     from splitinfer.codec import CodecSettings
 
-    CodecSettings(bits=run.bits)
+    CodecSettings(bits=run.bits, quality=run.quality, keyframe_interval=run.keyframe_interval)
     if run.frames and count:
         return min(run.frames, count)
     return run.frames or count
@@ -165,8 +171,91 @@ def _ships_config(name: str) -> bool:
     return True
 
 
-def check_job(run: LocalRun, model: str) -> None:
-    """Fail here, before any process starts, on what the nodes would refuse: the model, the cut, the codec."""
+def cuts_to_calibrate(cut: str) -> List[str]:
+    """The cuts a run can send features at: the one asked for, all four presets for ``auto``, none for local
+    and offload (no features cross)."""
+    key = cut.strip().lower()
+    if key in ("local", "offload"):
+        return []
+    return ["a", "b", "c", "d"] if key == "auto" else [key]
+
+
+def prepare_models(run: LocalRun, model: str, on_note: Callable[[str], None],
+                   on_phase: Callable[[str], None], loaded: Any = None) -> Tuple[str, str, str, List[Path]]:
+    """The nodes' model folder for this run, ``OUT/models``: the model file (linked, else copied) and the codec's
+    calibration tables — the ones given, else calibrated on the first frames of the source (cached by model,
+    cut, size and frames), else none (the version-1 codec at ``bits``, said in a note). Returns (folder, model
+    name in it, its sha256, the tables)."""
+    import shutil
+
+    folder = (run.out / "models").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    source_folder, name, digest = as_assigned(model)
+    if source_folder:
+        _place(Path(source_folder) / name, folder / name)
+    tables = []
+    for given in run.tables:
+        if not given.is_file():
+            raise ModelError(f"--table {given}: no such file")
+        shutil.copyfile(given, folder / given.name)
+        tables.append(folder / given.name)
+    if not run.tables and run.calibrate and cuts_to_calibrate(run.cut):
+        on_phase("calibrating the codec")
+        tables = _calibrated(run, model, folder, on_note, loaded)
+    return str(folder), name, digest, tables
+
+
+def _place(src: Path, dst: Path) -> None:
+    import shutil
+
+    if dst.exists() and dst.stat().st_size == src.stat().st_size and dst.stat().st_mtime >= src.stat().st_mtime:
+        return
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
+def _calibrated(run: LocalRun, model: str, folder: Path, on_note: Callable[[str], None],
+                loaded: Any = None) -> List[Path]:
+    """Tables for the run's cuts, calibrated on the source's first ``calibration_frames`` frames."""
+    import hashlib
+    import shutil
+
+    import numpy as np
+
+    from splitinfer.head.sources import sample_frames
+    from splitinfer.splitting import load_model
+    from splitinfer.splitting.model import default_imgsz
+    from splitinfer.splitting.sensitivity import calibrate_files
+
+    images = sample_frames(run.source, run.calibration_frames)
+    m = loaded if loaded is not None else load_model(model)
+    size = default_imgsz(m, run.imgsz)
+    seen = hashlib.sha256(b"".join(np.ascontiguousarray(i).tobytes() for i in images)).hexdigest()[:12]
+    cache = Path(os.environ.get("SPLITINFER_CACHE", str(Path.home() / ".cache" / "splitinfer"))) / "tables"
+    stem = f"{m.fingerprint[:16]}-{seen}"
+    out = []
+    for cut in cuts_to_calibrate(run.cut):
+        cached = cache / f"{stem}-{cut}-{size}.npz"
+        if not cached.is_file():
+            cache.mkdir(parents=True, exist_ok=True)
+            try:
+                calibrate_files(m, [cut], images, folder=cache, stem=stem, imgsz=size)
+            except ModelError as exc:
+                on_note(f"the codec is not calibrated, so it sends the version-1 features at {run.bits} bits: {exc}")
+                return []
+        shutil.copyfile(cached, folder / f"{Path(model).stem}-{cut}-{size}.npz")
+        out.append(folder / f"{Path(model).stem}-{cut}-{size}.npz")
+    run.notes.append(f"codec calibrated on the first {len(images)} frame(s) of the source (cuts "
+                     f"{', '.join(cuts_to_calibrate(run.cut))}); quality {run.quality}")
+    return out
+
+
+def check_job(run: LocalRun, model: str) -> Any:
+    """Fail here, before any process starts, on what the nodes would refuse: the model, the cut, the codec.
+    Returns the loaded model (calibration uses it)."""
     from splitinfer.codec import CodecSettings
     from splitinfer.splitting import load_model
     from splitinfer.splitting.model import default_imgsz
@@ -176,6 +265,7 @@ def check_job(run: LocalRun, model: str) -> None:
     if run.cut.strip().lower() not in ("auto", "local", "offload"):  # auto: the coordinator picks from profiles
         loaded.graph.resolve_cut(run.cut)
     CodecSettings(bits=run.bits)
+    return loaded
 
 
 # ---- the run ----------------------------------------------------------------------------------------------
@@ -244,8 +334,14 @@ def run_local(
     status = RunStatus("loading the model", model, total=total)
     report = on_status or (lambda s: None)
     report(status)
-    check_job(run, model)
+    loaded = check_job(run, model)
     run.out.mkdir(parents=True, exist_ok=True)
+
+    def phase(text: str) -> None:
+        status.phase = text
+        report(status)
+
+    placed = prepare_models(run, model, on_note or (lambda text: None), phase, loaded)
     topics = Topics(f"local-{os.getpid()}")
     records: List[Dict[str, Any]] = []
     tally = Tally()
@@ -263,11 +359,11 @@ def run_local(
         try:
             status.phase = "starting the nodes"
             report(status)
-            _start_processes(run, model, broker.url, topics.fleet, procs, total)
+            _start_processes(run, placed, broker.url, topics.fleet, procs, total)
             _wait_online(tail_state, procs)
             status.phase = "running"
             report(status)
-            _start_head(run, model, broker.url, topics.fleet, procs)
+            _start_head(run, placed[0], broker.url, topics.fleet, procs)
             started = time.monotonic()
             head_summary = _collect(run, procs, subs, records, tally, status, report, on_progress, on_tick)
         finally:
@@ -282,7 +378,7 @@ def run_local(
             f"the tail made no progress for {run.stall:g} s with {tally.outstanding()} of {tally.sent} frames "
             f"outstanding ({tally.detected} detected; written to {run.out}/); see {procs.log('tail')}",
             name="tail", log=str(procs.log("tail")))
-    return _summary(run, model, broker_kind, records, head_summary, tally, elapsed)
+    return _summary(run, model, broker_kind, records, head_summary, tally, elapsed, placed[3])
 
 
 def _wait_online(sub: Any, procs: Processes, timeout: float = 120.0) -> None:
@@ -297,15 +393,17 @@ def _wait_online(sub: Any, procs: Processes, timeout: float = 120.0) -> None:
                        log=str(procs.log("tail")))
 
 
-def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Processes,
-                     total: Optional[int]) -> None:
-    """The coordinator (with this run's two devices as its inventory, and the model pinned by sha256), then the
-    tail, which loads the model from its folder."""
-    folder, name, digest = as_assigned(model)
+def _start_processes(run: LocalRun, placed: Tuple[str, str, str, List[Path]], url: str, fleet: str,
+                     procs: Processes, total: Optional[int]) -> None:
+    """The coordinator (with this run's two devices as its inventory, the model pinned by sha256 and the codec's
+    tables), then the tail, which loads the model from the run's model folder."""
+    folder, name, digest, tables = placed
     common = ["--broker", url, "--fleet", fleet]
     procs.start("coordinator", node_command(
         "coordinator", *common, "--model", name, "--sha256", digest, "--imgsz", str(run.imgsz), "--cut", run.cut,
-        "--bits", str(run.bits), "--batch", str(run.batch), "--tail-batch", str(run.tail_batch),
+        "--bits", str(run.bits), "--quality", str(run.quality), "--keyframe-interval", str(run.keyframe_interval),
+        *[arg for t in tables for arg in ("--table", str(t))],
+        "--batch", str(run.batch), "--tail-batch", str(run.tail_batch),
         "--inventory", "tail-1=tail", "--inventory", "head-1=head",
         *(["--offload", "head-1"] if run.allow_offload else [])))
     # lossless over a file: room in the tail's queue for every frame (run.tail_args, given after, still win)
@@ -314,8 +412,7 @@ def _start_processes(run: LocalRun, model: str, url: str, fleet: str, procs: Pro
                                      *run.tail_args))
 
 
-def _start_head(run: LocalRun, model: str, url: str, fleet: str, procs: Processes) -> None:
-    folder, _, _ = as_assigned(model)
+def _start_head(run: LocalRun, folder: str, url: str, fleet: str, procs: Processes) -> None:
     procs.start("head", node_command(
         "node", "head", "--broker", url, "--fleet", fleet, "--id", "head-1", "--source", run.source, "--fps",
         str(run.fps), "--model-dir", folder, *(["--frames", str(run.frames)] if run.frames else []),
@@ -442,7 +539,7 @@ def _cuts(records: List[Dict[str, Any]]) -> Tuple[Optional[int], Dict[str, int]]
 
 
 def _summary(run: LocalRun, model: str, broker_kind: str, records: List[Dict[str, Any]],
-             head: Dict[str, Any], tally: Tally, elapsed: float) -> Dict[str, Any]:
+             head: Dict[str, Any], tally: Tally, elapsed: float, tables: List[Path]) -> Dict[str, Any]:
     e2e = [r["timings"]["e2e_ms"] for r in records]
     stages = {}
     for stage in CSV_COLUMNS[3:12]:
@@ -453,7 +550,8 @@ def _summary(run: LocalRun, model: str, broker_kind: str, records: List[Dict[str
     return {
         "model": model, "source": run.source, "cut": cut, "cuts": cuts, "cut_spec": run.cut,
         "modes": sorted({str(r.get("mode") or "split") for r in records}),
-        "bits": run.bits, "imgsz": run.imgsz, "broker": broker_kind,
+        "bits": run.bits, "quality": run.quality, "keyframe_interval": run.keyframe_interval,
+        "tables": [str(t) for t in tables], "imgsz": run.imgsz, "broker": broker_kind,
         "frames": len(records), "frames_captured": captured, "frames_sent": tally.sent,
         "dropped": captured - len(records),
         "drops": {"head": captured - tally.sent, "tail": tally.tail_lost},

@@ -60,6 +60,9 @@ class Codec:
         >>> codec = Codec(table="yolov8s-d.npz", quality=50)   # ~17 kB a frame at cut d of a YOLOv8s
         >>> Codec(table="yolov8s-d.npz").decode(codec.encode(features))
 
+    A decoder serving several cuts holds all their tables, ``Codec(tables=[...])``, and reads each blob with the
+    table it names (a tail whose heads run different cuts).
+
     With ``keyframe_interval=N`` the encoder sends a keyframe every N frames per source and delta frames in
     between; a decoder then keeps keyframe state per source (so use one Codec per stream of blobs). Other
     keyword options are those of :class:`CodecSettings`; ``max_sources`` bounds the per-source state.
@@ -71,6 +74,7 @@ class Codec:
         *,
         max_sources: int = 1024,
         table: Optional[Union[CalibrationTable, str, Path]] = None,
+        tables: Sequence[Union[CalibrationTable, str, Path]] = (),
         **options: Any,
     ) -> None:
         try:
@@ -80,11 +84,13 @@ class Codec:
         if table is not None and not isinstance(table, CalibrationTable):
             table = CalibrationTable.load(table)
         self.table: Optional[CalibrationTable] = table
-        self._weighted = (
-            WeightedCoder(table, max_sources=max_sources, max_values=self.settings.max_values,
-                          max_bytes=self.settings.max_bytes)
-            if table is not None else None
-        )
+        coders: Dict[bytes, WeightedCoder] = {}
+        for t in ([table] if table is not None else []) + list(tables):
+            t = t if isinstance(t, CalibrationTable) else CalibrationTable.load(t)
+            coders.setdefault(t.digest, WeightedCoder(t, max_sources=max_sources, max_values=self.settings.max_values,
+                                                      max_bytes=self.settings.max_bytes))
+        self._weighted = coders[table.digest] if table is not None else None
+        self._readers = coders  # version-2 blobs are decoded by the coder of the table they name
         self._encoder_keys: KeyStore[EncoderKey] = KeyStore(max_sources)
         self._decoder_keys: KeyStore[DecoderKey] = KeyStore(max_sources)
         self._zc = _compressor(self.settings.level)
@@ -107,8 +113,8 @@ class Codec:
         """Forget keyframe state (of one source, or all): the next frame of that source is a keyframe."""
         self._encoder_keys.drop(source)
         self._decoder_keys.drop(source)
-        if self._weighted is not None:
-            self._weighted.reset(source)
+        for coder in self._readers.values():
+            coder.reset(source)
 
     # ------------------------------------------------------------------ encode
 
@@ -279,10 +285,13 @@ class Codec:
         """Check, decompress and dequantize one blob; raises CodecError on any malformed input."""
         flags, body = wire.open_envelope(data)
         if wire.version_of(body) == wire.VERSION_WEIGHTED:
-            if self._weighted is None:
-                raise CodecError(f"codec: this blob was encoded with calibration table {_table_named(body)}…; "
-                                 "this decoder has no table: Codec(table=...) with the encoder's table")
-            return self._weighted.decode(flags, body, device)
+            coder = self._readers.get(_table_digest(body))
+            if coder is None:
+                held = ", ".join(d.hex()[:16] + "…" for d in self._readers) or "none"
+                raise CodecError(f"codec: this blob was encoded with calibration table "
+                                 f"{_table_digest(body).hex()[:16]}…; this decoder holds {held}: give it the "
+                                 "encoder's table")
+            return coder.decode(flags, body, device)
         r = wire.Reader(body)
         _, _, _, n_frames, n_tensors, cut, height, width = r.unpack(wire.PREAMBLE, "preamble")
         if not 1 <= n_frames <= MAX_FRAMES:
@@ -455,12 +464,12 @@ class Codec:
         return tensors, all_symbols
 
 
-def _table_named(body: memoryview) -> str:
-    """The (hex, shortened) digest of the table a version-2 blob names, for an error message."""
+def _table_digest(body: memoryview) -> bytes:
+    """The digest of the calibration table a version-2 blob names."""
     r = wire.Reader(body)
     r.unpack(wire.PREAMBLE, "preamble")
     r.string("model fingerprint")
-    return bytes(r.take(DIGEST_BYTES, "calibration table digest")).hex()[:16]
+    return bytes(r.take(DIGEST_BYTES, "calibration table digest"))
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:

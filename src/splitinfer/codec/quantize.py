@@ -83,6 +83,11 @@ def fit_range(lo: np.ndarray, hi: np.ndarray, bits: Union[int, np.ndarray]) -> T
     step = exact.astype(np.float16).astype(f32)
     # round up to the next fp16 where rounding went down, so (L - 1) steps still span [lo, hi]
     up = np.minimum(exact * f32(1 + 2.0**-10), f32(FP16_MAX)).astype(np.float16).astype(f32)
+    # among subnormal fp16 values the relative nudge can stay below the next value: take that value itself
+    below = up < exact
+    if below.any():
+        nxt = np.nextafter(exact.astype(np.float16), np.float16(np.inf)).astype(f32)
+        up = np.where(below, nxt, up)
     step = np.where(step < exact, up, step)
     zp = np.clip(np.round(-lo / step), f32(0), levels)
     return step, zp

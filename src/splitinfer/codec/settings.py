@@ -7,12 +7,13 @@ from typing import Any, Dict, Optional
 
 from ..errors import CodecError
 
-__all__ = ["DEFAULT_QUALITY", "CodecSettings", "delta_for"]
+__all__ = ["DEFAULT_KEYFRAME_INTERVAL", "DEFAULT_QUALITY", "CodecSettings", "delta_for"]
 
 FLOAT_BITS = (16, 32)
 # the sensitivity-weighted scheme (a calibration table): quality q gives the frame step
 # delta = DELTA_AT_50 * 2 ** ((50 - q) / QUALITY_PER_OCTAVE): 20 points halve the step (2.2-2.5x the bytes, cut d)
 DEFAULT_QUALITY = 50
+DEFAULT_KEYFRAME_INTERVAL = 10  # what fleets and the coordinator default to (CodecSettings' own default is 0)
 DELTA_AT_50 = 0.0007
 QUALITY_PER_OCTAVE = 20.0
 GRANULARITIES = ("channel", "tensor")

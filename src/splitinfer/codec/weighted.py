@@ -102,11 +102,10 @@ class WeightedCoder:
                                     [tuple(int(d) for d in t.shape[1:]) for t in features.tensors], delta)
         frames, keys = self._plan(metas, signature, delta, keyframe_interval)
         steps = self.steps(delta)
+        symbols = [_quantize(t, self.table.mean[ti], steps[ti][1]) for ti, t in enumerate(features.tensors)]
+        _refresh_where_delta_costs_more(frames, keys, symbols)
         streams: List[bytes] = []
-        symbols: List[np.ndarray] = []
-        for ti, t in enumerate(features.tensors):
-            q = _quantize(t, self.table.mean[ti], steps[ti][1])
-            symbols.append(q)
+        for ti, q in enumerate(symbols):
             coded = q
             if any(k is not None for k in keys):
                 coded = q.copy()
@@ -314,6 +313,26 @@ class WeightedCoder:
         qt = torch.from_numpy(flat).to(device)
         out = qt.float().mul_(torch.from_numpy(step).to(device)[:, None])
         return out.add_(torch.from_numpy(mean).to(device)[:, None]).reshape(shape)
+
+
+def _refresh_where_delta_costs_more(frames: List[_Frame], keys: List[Optional[_Key]],
+                                    symbols: List[np.ndarray]) -> None:
+    """Code a planned delta frame as a new keyframe when its differences would cost more than its own symbols
+    (the scene changed, the camera moved): the cost is estimated as Σ (|v| + 1) over non-zero symbols, which
+    tracks the range coder's output, so delta coding never costs much more than sending every frame alone."""
+    for b, key in enumerate(keys):
+        if key is None:
+            continue
+        own = diff = 0
+        for q, kq in zip(symbols, key.symbols):
+            per = q.shape[0] // len(frames)
+            mine = q[b * per : (b + 1) * per].astype(np.int32)
+            d = mine - kq
+            own += int(np.abs(mine).sum()) + int(np.count_nonzero(mine))
+            diff += int(np.abs(d).sum()) + int(np.count_nonzero(d))
+        if diff >= own:
+            frames[b] = _Frame(frames[b].meta, wire.KIND_KEY, frames[b].meta.seq, frames[b].delta)
+            keys[b] = None
 
 
 def _with_delta(signature: Signature, delta: float) -> Signature:

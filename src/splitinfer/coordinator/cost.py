@@ -208,10 +208,11 @@ def shared_fps(chosen: Mapping[str, CutCost]) -> float:
 
 
 def profile_matches(profile: Mapping[str, Any], *, model: str, imgsz: int,
-                    codec: Optional[Mapping[str, Any]] = None) -> bool:
-    """Whether ``profile`` was measured for this model name and input size (and codec settings, for heads)."""
+                    codec: Optional[Mapping[str, Any]] = None, tables: Sequence[str] = ()) -> bool:
+    """Whether ``profile`` was measured for this model name and input size (and, for heads, codec settings and
+    calibration tables, by their sha256)."""
     if not profile or profile.get("model") != model or profile.get("imgsz") != imgsz:
         return False
     if not isinstance(profile.get("layer_ms"), list):
         return False
-    return codec is None or profile.get("codec") == dict(codec)
+    return codec is None or (profile.get("codec") == dict(codec) and list(profile.get("tables") or []) == list(tables))

@@ -72,7 +72,8 @@ def plan(
         o = policy.overrides.get(head, Override())
         wanted[head] = Assignment(
             generation=0, model=policy.model, sha256=policy.sha256, imgsz=policy.imgsz, cut=o.cut or policy.cut,
-            codec={**policy.codec, **o.codec}, route=routes.get(head, ""), batch=o.batch or policy.batch,
+            codec={**policy.codec, **o.codec}, tables=list(policy.tables), route=routes.get(head, ""),
+            batch=o.batch or policy.batch,
             image=dict(policy.image), fallback=head not in policy.no_fallback,
         )
         if wanted[head].cut == "offload" and not policy.may_offload(head):
@@ -92,6 +93,7 @@ def plan(
         wanted[tail] = Assignment(
             generation=0, model=policy.model, sha256=policy.sha256, imgsz=policy.imgsz, cut="", batch=policy.tail_batch,
             max_wait_ms=policy.max_wait_ms, heads=sorted(h for h, t in routes.items() if t == tail),
+            tables=list(policy.tables),
         )
     result = {}
     for device, assignment in wanted.items():
@@ -186,7 +188,8 @@ def _missing(head: str, tail: str, head_profile: Mapping[str, Any], tail_ok: boo
              policy: Policy) -> str:
     """What the cost model still lacks for ``head`` (empty when nothing)."""
     lacking = []
-    if not profile_matches(head_profile, model=policy.model, imgsz=policy.imgsz, codec=a.codec):
+    if not profile_matches(head_profile, model=policy.model, imgsz=policy.imgsz, codec=a.codec,
+                           tables=[t.sha256 for t in a.tables]):
         lacking.append(f"{head}'s profile")
     elif link_of(head_profile) is None:
         lacking.append(f"{head}'s link measurement")

@@ -69,11 +69,19 @@ def policy_from_fleet(fleet: Fleet, assignments: Optional[Dict[str, Assignment]]
         cut = a.cut if a is not None else device.cut
         bits = a.bits if a is not None else d.bits
         batch = a.batch if a is not None else d.batch
-        if cut is not None or bits != d.bits or batch != d.batch:
-            overrides[device.id] = Override(cut=None if cut is None else str(cut), codec={"bits": bits}, batch=batch)
+        codec = {"bits": bits}
+        if device.quality is not None and device.quality != d.quality:
+            codec["quality"] = device.quality
+        if device.keyframe_interval is not None and device.keyframe_interval != d.keyframe_interval:
+            codec["keyframe_interval"] = device.keyframe_interval
+        if cut is not None or codec != {"bits": d.bits} or batch != d.batch:
+            overrides[device.id] = Override(cut=None if cut is None else str(cut), codec=codec, batch=batch)
+    tables = [{"name": PurePath(t.path).name, "sha256": t.sha256} for t in (fleet.model.tables if fleet.model else [])]
     return validated(Policy, dict(
         model=model_path(fleet), sha256=(fleet.model.sha256 or "") if fleet.model else "",
-        imgsz=fleet.model.imgsz if fleet.model else 640, cut=str(d.cut), codec={"bits": d.bits}, batch=d.batch,
+        imgsz=fleet.model.imgsz if fleet.model else 640, cut=str(d.cut),
+        codec={"bits": d.bits, "quality": d.quality, "keyframe_interval": d.keyframe_interval}, tables=tables,
+        batch=d.batch,
         overrides=overrides, roles={device.id: device.role for device in fleet.devices},
         image=d.image.model_dump(), offload=[x.id for x in fleet.devices if x.role == "head" and x.allow_offload],
         no_fallback=[x.id for x in fleet.devices if x.role == "head" and not x.local_fallback],

@@ -1,4 +1,4 @@
-"""Model distribution: the fleet's model file (and its calibration table, when fleet.yaml names one) copied from
+"""Model distribution: the fleet's model file (and the codec's calibration tables fleet.yaml names) copied from
 the operator's machine into each device's model volume, over the Docker API, only when its digest differs.
 
 Each device's engine holds two named volumes per fleet: ``splitinfer-<fleet>-models``, mounted read-only at
@@ -60,7 +60,8 @@ def sha256_of(stream: BinaryIO) -> str:
 
 def model_files(fleet: Fleet, base_dir: Path, *, fleet_file: Optional[str] = None) -> Tuple[ModelFile, ...]:
     """The files deploy copies to every device: ``model.path`` when it is a file here (a ``.pt`` must be, and its
-    ``model.sha256`` must match), and ``model.table``. Paths are relative to the fleet file's folder.
+    ``model.sha256`` must match), and each of ``model.tables`` (its ``sha256`` must match). Paths are relative to
+    the fleet file's folder.
 
     A ``.yaml`` that is not a file here names a config Ultralytics ships (nothing to copy); ``model.name`` too.
     """
@@ -72,15 +73,8 @@ def model_files(fleet: Fleet, base_dir: Path, *, fleet_file: Optional[str] = Non
         path = (base_dir / spec.path).expanduser()
         if path.suffix.lower() == ".pt" or path.is_file():
             files.append(_checked_model(path, spec.sha256, fleet_file))
-    if spec.table:
-        table = (base_dir / spec.table).expanduser()
-        if not table.is_file():
-            raise FleetConfigError(f"{table}: file not found (a file on this machine, which deploy copies to every "
-                                   "device)", path=fleet_file, field="model.table")
-        if files and table.name == files[0].name:
-            raise FleetConfigError(f"the table's file name {table.name!r} is the model's; rename one",
-                                   path=fleet_file, field="model.table")
-        files.append(ModelFile(table.name, table, _file_digest(table)))
+    for i, entry in enumerate(spec.tables):
+        files.append(_checked_table(base_dir, entry.path, entry.sha256, fleet_file, f"model.tables[{i}]"))
     return tuple(files)
 
 
@@ -96,6 +90,19 @@ def _checked_model(path: Path, expected: Optional[str], fleet_file: Optional[str
         if expected != digest:
             raise FleetConfigError(f"{expected} is not the digest of {path} ({digest}); if the file changed on "
                                    f'purpose, put   sha256: "{digest}"', path=fleet_file, field="model.sha256")
+    return ModelFile(path.name, path, digest)
+
+
+def _checked_table(base_dir: Path, name: str, expected: str, fleet_file: Optional[str], where: str) -> ModelFile:
+    path = (base_dir / name).expanduser()
+    if not path.is_file():
+        raise FleetConfigError(f"{path}: file not found (a file on this machine, which deploy copies to every "
+                               "device)", path=fleet_file, field=f"{where}.path")
+    digest = _file_digest(path)
+    if digest != expected:
+        raise FleetConfigError(f"{expected} is not the digest of {path} ({digest}); if the table changed on purpose "
+                               f'(calibrated again), put   sha256: "{digest}"', path=fleet_file,
+                               field=f"{where}.sha256")
     return ModelFile(path.name, path, digest)
 
 

@@ -8,8 +8,10 @@ Reference (see docs/deploying.md for the long form)::
     fleet: traffic-a                              # name: [A-Za-z0-9][A-Za-z0-9_.-]*, used in topics and labels
     broker: {url: mqtt://10.0.0.2:1883, username: splitinfer, password_env: SPLITINFER_MQTT_PASSWORD,
              tls: {ca: /etc/ssl/ca.pem}}          # paths on the devices
-    model: {path: yolo11n.pt, sha256: "<64 hex>", imgsz: 640}   # or {name: yolo11n}; table: a calibration file
-    defaults: {cut: b, bits: 4, batch: 1, device: auto}   # cut a|b|c|d|auto|N; bits 2..8 or 16/32 (passthrough)
+    model: {path: yolo11n.pt, sha256: "<64 hex>", imgsz: 640,    # or {name: yolo11n}
+            tables: [{path: yolo11n-d.npz, sha256: "<64 hex>"}]}  # splitctl calibrate: the codec, per cut
+    defaults: {cut: b, quality: 50, keyframe_interval: 10, batch: 1, device: auto}
+    # cut a|b|c|d|auto|local|offload|N; quality 1..100 where a table covers the cut, else bits 2..8 or 16/32
     images: {head: registry.lan/splitinfer-head:0.1.0, tail: registry.lan/splitinfer-tail:0.1.0}
     devices:
       - {id: jetson-01, role: head, docker: "ssh://nvidia@jetson-01", source: "rtsp://cam-01/stream",
@@ -37,6 +39,7 @@ __all__ = [
     "ImageRef",
     "Images",
     "ModelSpec",
+    "TableSpec",
     "parse_cut",
     "validate_bits",
 ]
@@ -53,6 +56,8 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _TORCH_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _DOCKER_SCHEMES = ("unix://", "tcp://", "ssh://")
 _BROKER_SCHEMES = ("mqtt://", "mqtts://", "ws://", "wss://")
+KEYFRAME_INTERVAL = 10
+"""Heads send a keyframe every this many frames and delta frames between (fixed cameras; 0 turns it off)."""
 
 
 def parse_cut(value: object) -> Cut:
@@ -160,12 +165,28 @@ class Broker(_Model):
         return value
 
 
+class TableSpec(_Model):
+    """A calibration table file of the codec (``splitctl calibrate`` writes it and prints this entry)."""
+
+    path: str
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str) -> str:
+        if not _SHA256.match(value.lower()):
+            raise ValueError(f"expected 64 hexadecimal digits (sha256sum of the table file), got {value!r}")
+        return value.lower()
+
+
 class ModelSpec(_Model):
     path: Optional[str] = None
     name: Optional[str] = None
     sha256: Optional[str] = None
     imgsz: int = 640
-    table: Optional[str] = Field(default=None, description="calibration table file, copied next to the model")
+    tables: List[TableSpec] = Field(default_factory=list, max_length=16,
+                                    description="calibration tables of the codec, one per cut; copied next to the "
+                                                "model")
 
     @field_validator("sha256")
     @classmethod
@@ -185,6 +206,11 @@ class ModelSpec(_Model):
     def _path_or_name(self) -> ModelSpec:
         if bool(self.path) == bool(self.name):
             raise ValueError("give exactly one of path (a .pt/.yaml file) or name (e.g. yolo11n)")
+        names = [t.path.replace("\\", "/").rsplit("/", 1)[-1] for t in self.tables]
+        model = (self.path or "").replace("\\", "/").rsplit("/", 1)[-1]
+        clash = sorted({n for n in names if names.count(n) > 1 or n == model})
+        if clash:
+            raise ValueError(f"every file lands in one model folder by its name: {clash[0]!r} is used twice")
         return self
 
 
@@ -198,6 +224,8 @@ class ImageCodec(_Model):
 class Defaults(_Model):
     cut: Cut = "b"
     bits: int = 4
+    quality: int = Field(default=50, ge=1, le=100)
+    keyframe_interval: int = Field(default=KEYFRAME_INTERVAL, ge=0, le=10_000)
     batch: int = Field(default=1, ge=1)
     image: ImageCodec = ImageCodec()
     device: str = "auto"
@@ -250,6 +278,9 @@ class Device(_Model):
     docker_tls: Optional[str] = Field(default=None, description="folder with ca.pem, cert.pem, key.pem (tcp://)")
     source: Optional[str] = None
     cut: Optional[Cut] = None
+    quality: Optional[int] = Field(default=None, ge=1, le=100)
+    keyframe_interval: Optional[int] = Field(default=None, ge=0, le=10_000,
+                                             description="heads: 0 for a moving camera (no delta frames)")
     runtime: Optional[Literal["nvidia"]] = None
     gpus: Optional[Union[Literal["all"], int]] = None
     device: Optional[str] = Field(default=None, description="torch device: auto, cpu, cuda, cuda:N")
@@ -337,6 +368,9 @@ class Device(_Model):
                                          "this device to allow it (frames stay on the camera otherwise)")
         if self.role == "tail" and (self.allow_offload or not self.local_fallback):
             raise FieldValueError("allow_offload", "allow_offload and local_fallback are head settings")
+        if self.role == "tail" and (self.quality is not None or self.keyframe_interval is not None):
+            raise FieldValueError("quality", "quality and keyframe_interval are head settings (a head encodes, its "
+                                             "tail decodes whatever it is sent)")
         if self.runtime == "nvidia" and self.gpus is not None:
             raise FieldValueError(
                 "gpus", "use runtime: nvidia (Jetson) or gpus (x86 with the NVIDIA toolkit), not both"

@@ -26,14 +26,14 @@ from splitinfer.broker.topics import Topics
 from splitinfer.errors import FleetConfigError, SourceError, SplitInferError, TransportError
 from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
-from splitinfer.node.models import load_assigned_model
+from splitinfer.node.models import load_assigned, load_assigned_model, load_assigned_tables
 from splitinfer.node.stats import Calibration, LatencyStats, Rate
 from splitinfer.splitting.model import default_imgsz
 
 from .capture import Grabber
 from .delivery import Delivery
 from .fallback import Fallback
-from .pipeline import HeadPipeline, LocalPipeline, build_pipeline
+from .pipeline import HeadPipeline, LocalPipeline, build_pipeline, codec_for
 from .sources import check_source
 
 __all__ = ["HeadNode"]
@@ -169,6 +169,7 @@ class HeadNode:
         if self.assignment is None or new.route != self.assignment.route:
             self.delivery.new_route()
             self.fallback.new_route()
+            self._forget_keyframes()  # the new tail has none of ours
         what = (f"cut {new.cut} (layer {self.pipeline.head.cut})" if isinstance(self.pipeline, HeadPipeline)
                 else f"{new.mode}" + (f" ({new.image['format']})" if new.mode == "offload" else ""))
         log.info("%s: assignment %d: %s, route → %s, codec %s%s", self.device_id, new.generation, what,
@@ -180,16 +181,13 @@ class HeadNode:
         """The pipeline for ``new``. A model that cannot be loaded here fails the node (said, then raised); settings
         that do not fit it (cut, codec, input size, an offload this head may not do) refuse the assignment and keep
         the running pipeline."""
-        try:
-            model = load_assigned_model(new, model_dir=self.model_dir, device=self.device, half=self.half)
-        except SplitInferError as exc:
-            self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
-            raise
+        model, tables = load_assigned(new, model_dir=self.model_dir, device=self.device, half=self.half,
+                                      on_failure=self.link.fail)
         try:
             if new.mode == "offload" and not self.allow_offload:
                 raise FleetConfigError("offload is not allowed on this head (allow_offload in fleet.yaml, "
                                        "SPLITINFER_ALLOW_OFFLOAD here): its frames stay on the camera")
-            pipeline = build_pipeline(new.mode, new, model)
+            pipeline = build_pipeline(new.mode, new, model, tables)
             self.local = LocalPipeline.build(new, model) if new.fallback or new.mode == "local" else None
             return pipeline
         except SplitInferError as exc:
@@ -201,24 +199,27 @@ class HeadNode:
 
     def _measure_profile(self, assignment: Assignment) -> None:
         """This model's per-layer profile and per-cut sizes with the assigned codec (cached), in the info."""
-        from splitinfer.codec import Codec, simd
+        from splitinfer.codec import simd
         from splitinfer.splitting.profile import head_profile
 
         assert self.pipeline is not None
         image_codec = self._image_codec(assignment)
-        wanted = (assignment.model, assignment.imgsz, assignment.batch, assignment.codec,
+        digests = [t.sha256 for t in assignment.tables]
+        wanted = (assignment.model, assignment.imgsz, assignment.batch, assignment.codec, digests,
                   [image_codec[0]] if image_codec else [])
         have = (self.profile.get("model"), self.profile.get("imgsz"), self.profile.get("batch"),
-                self.profile.get("codec"), sorted(self.profile.get("images") or {}))
+                self.profile.get("codec"), self.profile.get("tables") or [], sorted(self.profile.get("images") or {}))
         if wanted == have:
             return
         t = time.perf_counter()
         model = load_assigned_model(assignment, model_dir=self.model_dir, device=self.device, half=self.half)
-        measured = head_profile(model, name=assignment.model, imgsz=default_imgsz(model, assignment.imgsz),
-                                image_codec=image_codec,
-                                batch=assignment.batch, codec=assignment.codec,
-                                make_codec=lambda: Codec(**assignment.codec), codec_path=simd.status())
-        self.profile = dict(measured, imgsz=assignment.imgsz, link=self.profile.get("link"))
+        tables = load_assigned_tables(assignment, model_dir=self.model_dir)
+        imgsz = default_imgsz(model, assignment.imgsz)
+        measured = head_profile(model, name=assignment.model, imgsz=imgsz, image_codec=image_codec,
+                                batch=assignment.batch, codec=assignment.codec, tables=[t.hexdigest for t in tables],
+                                make_codec=lambda cut: codec_for(cut, model, imgsz, assignment.codec, tables),
+                                codec_path=simd.status())
+        self.profile = dict(measured, imgsz=assignment.imgsz, link=self.profile.get("link"), tables=digests)
         log.info("%s: profile of %s at %d ready in %.1f s", self.device_id, assignment.model, assignment.imgsz,
                  time.perf_counter() - t)
         self.link.update_profile(self.profile)
@@ -308,8 +309,15 @@ class HeadNode:
             log.error("%s: frame failed: %s", self.device_id, exc)
         return True
 
+    def _forget_keyframes(self) -> None:
+        """The next frame is a keyframe: after a blob that did not leave, a new route or a change of mode, the
+        tail may lack the keyframe the encoder would make deltas against."""
+        if isinstance(self.pipeline, HeadPipeline):
+            self.pipeline.codec.reset()
+
     def _note_mode(self, mode: str) -> None:
         if mode != self.mode:
+            self._forget_keyframes()
             if mode == "local" and self.fallback.reason:
                 log.warning("%s: running the whole model here: %s", self.device_id, self.fallback.reason)
             elif self.mode:
@@ -336,15 +344,19 @@ class HeadNode:
         route = self.assignment.route
         if not route:
             self.counts["no_route"] += len(taken)
+            self._forget_keyframes()
             return
         payload = pack_features(blob, time.time(), dict(timings, clock_offset_ms=self.delivery.clock_offset_ms))
         try:
             ok = self.link.mqtt.publish(self.topics.features(route, self.device_id), payload, qos=0)
         except TransportError as exc:
             self.counts["failed"] += len(taken)
+            self._forget_keyframes()
             log.error("%s: %s", self.device_id, exc)
             return
         self.fallback.published(ok)
+        if not ok:
+            self._forget_keyframes()
         if ok:
             self.counts["sent"] += len(taken)
             self.counts["bytes"] += len(payload)

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from splitinfer.broker.messages import Assignment
+from splitinfer.codec import Codec
+from splitinfer.codec.table import CalibrationTable
 from splitinfer.node.models import load_assigned_model
 from splitinfer.splitting import Head, postprocess, split, to_batch
 from splitinfer.splitting.model import Model, default_imgsz
 from splitinfer.splitting.preprocess import letterbox
 
-__all__ = ["HeadPipeline", "LocalPipeline", "OffloadPipeline", "Taken", "build_pipeline"]
+__all__ = ["HeadPipeline", "LocalPipeline", "OffloadPipeline", "Taken", "build_pipeline", "codec_for"]
 
 Taken = List[Tuple[Any, float, float]]  # (frame, capture wall time, capture ms)
 
@@ -36,14 +38,14 @@ class HeadPipeline:
 
     @classmethod
     def build(cls, assignment: Assignment, *, model_dir: str = "", device: str = "cpu", half: bool = False,
-              model: Optional[Model] = None) -> HeadPipeline:
-        """The pipeline for ``assignment``: its model (``model``, or loaded from ``model_dir``), cut and codec."""
-        from splitinfer.codec import Codec
-
+              model: Optional[Model] = None, tables: Sequence[CalibrationTable] = ()) -> HeadPipeline:
+        """The pipeline for ``assignment``: its model (``model``, or loaded from ``model_dir``), cut and codec —
+        the calibrated codec where one of ``tables`` is this model's at this cut and input size."""
         if model is None:
             model = load_assigned_model(assignment, model_dir=model_dir, device=device, half=half)
         head, _ = split(model, assignment.cut)
-        return cls(head=head, codec=Codec(**assignment.codec), imgsz=default_imgsz(model, assignment.imgsz))
+        imgsz = default_imgsz(model, assignment.imgsz)
+        return cls(head=head, codec=codec_for(head.cut, model, imgsz, assignment.codec, tables), imgsz=imgsz)
 
     def process(self, taken: Taken, source: str) -> Tuple[bytes, Dict[str, float]]:
         """Frames (frame, capture wall time, capture ms) → (codec blob, stage timings in ms)."""
@@ -150,10 +152,20 @@ class LocalPipeline:
         return records, timings
 
 
-def build_pipeline(mode: str, assignment: Assignment, model: Model) -> Any:
+def build_pipeline(mode: str, assignment: Assignment, model: Model, tables: Sequence[CalibrationTable] = ()) -> Any:
     """The pipeline that runs ``assignment`` in ``mode`` on ``model``."""
     if mode == "local":
         return LocalPipeline.build(assignment, model)
     if mode == "offload":
         return OffloadPipeline.build(assignment, model)
-    return HeadPipeline.build(assignment, model=model)
+    return HeadPipeline.build(assignment, model=model, tables=tables)
+
+
+def codec_for(cut: int, model: Model, imgsz: int, settings: Dict[str, Any],
+              tables: Sequence[CalibrationTable] = ()) -> Codec:
+    """The encoder at layer ``cut``: sensitivity-weighted with the table calibrated for this model, cut and input
+    size when ``tables`` hold one (``quality`` applies), else the version-1 codec (``bits``)."""
+    for table in tables:
+        if table.cut == cut and table.imgsz == imgsz and table.model in ("", model.fingerprint):
+            return Codec(table=table, **settings)
+    return Codec(**settings)

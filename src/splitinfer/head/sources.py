@@ -16,13 +16,14 @@ import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 from splitinfer.errors import SourceError
 from splitinfer.splitting.samples import SYNTHETIC, synthetic_frames
 
-__all__ = ["ARGUS_SOCKET", "IMAGE_SUFFIXES", "CsiCamera", "Frame", "check_source", "open_source", "video_backends"]
+__all__ = ["ARGUS_SOCKET", "IMAGE_SUFFIXES", "CsiCamera", "Frame", "check_source", "open_source", "sample_frames",
+           "video_backends"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp")
@@ -97,6 +98,17 @@ def open_source(spec: str, *, limit: Optional[int] = None, loop: bool = False) -
         if limit is not None and k >= limit:
             return
         yield Frame(frame.image, k, frame.name)
+
+
+def sample_frames(spec: str, count: int, *, every: int = 1) -> List[Any]:
+    """Up to ``count`` images from a finite source, one in every ``every`` (e.g. calibration frames from a video
+    of the camera's scene). SourceError when the source gives none."""
+    if count < 1 or every < 1:
+        raise SourceError(f"{spec}: need count ≥ 1 and every ≥ 1, got {count} and {every}")
+    images = [f.image for f in open_source(spec, limit=count * every) if f.index % every == 0]
+    if not images:
+        raise SourceError(f"{spec}: no frames to read")
+    return images
 
 
 def check_source(spec: str) -> None:

@@ -124,11 +124,10 @@ class NodeLink:
         self.failed = reason[:1000]
         log.error("%s: failed: %s", self.device_id, self.failed)
         self.info = replace(self.info, failure=self.failed)
-        if not self.mqtt.connected:
-            return
         try:
-            self._announce()
-            self.mqtt.publish(self.topics.state(self.device_id), b"failed", qos=1, retain=True, timeout=2.0)
+            if self.mqtt.connected:
+                self._announce()
+            self.mqtt.set_state(b"failed", timeout=2.0)  # said again on a reconnect, and left there at close
         except Exception:
             log.debug("publishing the failure failed", exc_info=True)
 
@@ -177,9 +176,6 @@ class NodeLink:
         if self.mqtt.connected:
             try:
                 self.publish_metrics(final=True)
-                if not self.failed:
-                    self.mqtt.publish(self.topics.state(self.device_id), b"offline", qos=1, retain=True,
-                                      timeout=2.0)
             except Exception:
                 log.debug("final publish failed", exc_info=True)
         self.mqtt.close()

@@ -11,6 +11,7 @@ from .model import Model, file_sha256, load_model
 from .postprocess import Detections, postprocess
 from .preprocess import letterbox, to_batch
 from .runner import Head, Tail, layer_shapes, split
+from .sensitivity import calibrate
 
 __all__ = [
     "PRESETS",
@@ -19,6 +20,7 @@ __all__ = [
     "LayerGraph",
     "Model",
     "Tail",
+    "calibrate",
     "file_sha256",
     "layer_shapes",
     "letterbox",

@@ -217,14 +217,16 @@ def head_profile(
     imgsz: int,
     batch: int,
     codec: Dict[str, Any],
-    make_codec: Callable[[], Any],
+    make_codec: Callable[[int], Any],
     codec_path: str = "",
+    tables: Sequence[str] = (),
     images: Optional[Sequence[Any]] = None,
     image_codec: Optional[Tuple[str, Callable[[Any], bytes], Callable[[bytes], Any]]] = None,
 ) -> Dict[str, Any]:
     """What a head reports: its layer times, letterbox time, and per cut the payload bytes and codec times
-    with ``codec`` settings (``make_codec()`` gives a fresh codec object with ``encode``/``decode``).
-    Cached per model fingerprint, ``imgsz``, ``batch``, device, torch version, codec settings and ``codec_path``
+    with ``codec`` settings (``make_codec(cut)`` gives a fresh codec object for layer ``cut``, with
+    ``encode``/``decode``: calibrated where a table covers the cut). Cached per model fingerprint, ``imgsz``,
+    ``batch``, device, torch version, codec settings, the calibration ``tables`` (their digests) and ``codec_path``
     (which implementation runs them, e.g. ``splitinfer.codec.simd.status()``); ``name`` is the model as the
     assignment names it. The profile also holds what local mode costs here (``whole_postprocess_ms``; the layers
     are in ``layer_ms``) and, with ``image_codec`` = (format, encode a letterboxed frame, decode), what offload
@@ -232,7 +234,7 @@ def head_profile(
     import hashlib
 
     device = device_key(str(model.device))
-    digest = hashlib.sha256(json.dumps([codec, codec_path, image_codec[0] if image_codec else None],
+    digest = hashlib.sha256(json.dumps([codec, codec_path, image_codec[0] if image_codec else None, list(tables)],
                                        sort_keys=True).encode()).hexdigest()[:10]
     path = cache_path(model.fingerprint, imgsz, batch, device, kind=f"head-{digest}")
 
@@ -245,12 +247,12 @@ def head_profile(
         def encode(features: Any) -> bytes:  # one codec per cut: temporal delta state is per stream
             current[0] = features.cut
             if features.cut not in encoders:
-                encoders[features.cut] = make_codec()
+                encoders[features.cut] = make_codec(features.cut)
             return bytes(encoders[features.cut].encode(features))
 
         def decode(blob: bytes) -> Any:
             if current[0] not in decoders:
-                decoders[current[0]] = make_codec()
+                decoders[current[0]] = make_codec(current[0])
             return decoders[current[0]].decode(blob)
 
         data = dict(

@@ -20,6 +20,7 @@ input size. Calibration frames must not be the frames a figure is then measured 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,9 +35,12 @@ from .runner import _run, split
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["MIN_BOX", "calibrate", "output_loss_terms"]
+__all__ = ["MIN_BOX", "calibrate", "calibrate_files", "check_detects", "output_loss_terms"]
 
 MIN_BOX = 8.0  # pixels: boxes smaller than this are normalized as if this size
+_NOTHING = ("no anchor reached confidence {min_conf} on any of the {count} calibration frames, so every channel "
+            "would measure 0 and the codec would send nothing; calibrate on frames with objects the model detects "
+            "(or lower min_conf)")
 
 
 def output_loss_terms(y: torch.Tensor, min_conf: float) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -109,9 +113,7 @@ def calibrate(
     if sens is None or means is None:
         raise ModelError("calibration needs at least one frame")
     if weights <= 0:
-        raise ModelError(f"no anchor reached confidence {min_conf} on any of the {count} calibration frames, so every "
-                         "channel would measure 0 and the codec would send nothing; calibrate on frames with objects "
-                         "the model detects (or lower min_conf)")
+        raise ModelError(_NOTHING.format(min_conf=min_conf, count=count))
     meta: Dict[str, Any] = {
         "frames": count, "probes": probes, "min_conf": min_conf, "seed": seed, "shapes": [list(s) for s in shapes],
         "loss": "GN diagonal of sum_a w_a(|dbox/size|^2+|dprob|^2), w=conf if conf>=min_conf; mean per value",
@@ -150,3 +152,39 @@ def _probe(
                 if g is not None:
                     total[i] += (g.detach().double() ** 2).flatten(2).mean(dim=(0, 2)).cpu()
     return total, float(w.sum())
+
+
+def check_detects(model: Model, frames: Sequence[np.ndarray], imgsz: int, min_conf: float = 0.05) -> None:
+    """ModelError unless some anchor reaches ``min_conf`` on some frame (what :func:`calibrate` finds only after
+    every probe): random weights, or frames without anything the model knows."""
+    import torch
+
+    for image in frames:
+        x, _ = to_batch([image], imgsz)
+        with torch.no_grad():
+            out = _run(model, 0, model.graph.num_layers, x.to(model.device), {}, keep=())
+        y = out[0] if isinstance(out, (tuple, list)) else out
+        if float(output_loss_terms(y, min_conf)[1].amax()) > 0:
+            return
+    raise ModelError(_NOTHING.format(min_conf=min_conf, count=len(frames)))
+
+
+def calibrate_files(
+    model: Model,
+    cuts: Sequence[Union[int, str]],
+    frames: Sequence[np.ndarray],
+    *,
+    folder: Union[str, Path],
+    stem: str,
+    imgsz: Optional[int] = None,
+    on_frame: Optional[Callable[[int, float], None]] = None,
+) -> List[Tuple[CalibrationTable, Path]]:
+    """A table per cut in ``cuts`` (presets or layer numbers), each saved as ``<stem>-<cut>-<imgsz>.npz`` in
+    ``folder`` (the cut as given: ``yolo11n-d-640.npz``)."""
+    size = default_imgsz(model, imgsz)
+    check_detects(model, frames, size)  # one forward pass a frame: a model that sees nothing fails at once
+    out = []
+    for cut in cuts:
+        table = calibrate(model, cut, frames, imgsz=size, on_frame=on_frame)
+        out.append((table, table.save(Path(folder) / f"{stem}-{cut}-{size}.npz")))
+    return out

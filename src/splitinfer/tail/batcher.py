@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from splitinfer.broker.client import Message
 from splitinfer.broker.messages import Assignment, unpack_features
 from splitinfer.broker.topics import Topics
+from splitinfer.codec.table import CalibrationTable
 from splitinfer.errors import CodecError, ModelError
 from splitinfer.features import FeatureSet, FrameMeta
-from splitinfer.node.models import load_assigned_model
+from splitinfer.node.models import load_assigned_model, load_assigned_tables
 from splitinfer.splitting import Tail, layer_shapes, postprocess
 from splitinfer.splitting.model import Model, default_imgsz
 
@@ -68,15 +69,19 @@ class TailPipeline:
 
     @classmethod
     def build(cls, assignment: Assignment, *, model_dir: str = "", device: str = "cpu", half: bool = False,
-              model: Optional[Model] = None) -> TailPipeline:
+              model: Optional[Model] = None, tables: Optional[Sequence[CalibrationTable]] = None) -> TailPipeline:
         from splitinfer.codec import Codec
 
         if model is None:
             model = load_assigned_model(assignment, model_dir=model_dir, device=device, half=half)
+        if tables is None:
+            tables = load_assigned_tables(assignment, model_dir=model_dir)
         imgsz = default_imgsz(model, assignment.imgsz)
         shapes = tuple(tuple(s[1:]) for s in layer_shapes(model, imgsz))
         biggest = max(sum(_numel(shapes[i]) for i in model.graph.live_set(c)) for c in model.graph.cuts)
-        decoder = Codec(max_values=biggest * MAX_BATCH)  # a blob claiming more is refused before allocation
+        # a blob claiming more values is refused before allocation; a calibrated blob is read with the table it
+        # names, among the assigned ones
+        decoder = Codec(max_values=biggest * MAX_BATCH, tables=tables)
         return cls(model=model, decoder=decoder, tails={}, imgsz=imgsz, shapes=shapes)
 
     def decode(self, msg: Message, topics: Topics) -> Decoded:

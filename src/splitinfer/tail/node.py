@@ -19,7 +19,7 @@ from splitinfer.broker.topics import Topics
 from splitinfer.errors import ModelError, SplitInferError
 from splitinfer.node.background import OneAtATime
 from splitinfer.node.link import NodeLink, device_info
-from splitinfer.node.models import load_assigned_model
+from splitinfer.node.models import load_assigned
 from splitinfer.node.stats import Calibration, LatencyStats, Rate
 
 from .batcher import Decoded, TailPipeline
@@ -101,13 +101,10 @@ class TailNode:
         if new is None or (self.pipeline is not None and not new.newer_than(self.assignment)):
             return
         if self.pipeline is None or not new.same_pipeline(self.assignment):
+            model, tables = load_assigned(new, model_dir=self.model_dir, device=self.device, half=self.half,
+                                          on_failure=self.link.fail)
             try:
-                model = load_assigned_model(new, model_dir=self.model_dir, device=self.device, half=self.half)
-            except SplitInferError as exc:
-                self.link.fail(f"cannot load the assigned model {new.model}: {exc}")
-                raise
-            try:
-                self.pipeline = TailPipeline.build(new, model=model)
+                self.pipeline = TailPipeline.build(new, model=model, tables=tables)
             except SplitInferError as exc:  # settings that do not fit the model: refuse them, keep serving
                 self.link.bad_assignments += 1
                 log.error("%s: assignment %d refused: %s", self.device_id, new.generation, exc)
