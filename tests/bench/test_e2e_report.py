@@ -76,7 +76,7 @@ def test_break_even_payload() -> None:
     rows = point(auto=row("auto", 250.0, mode="offload", image="jpeg"))
     [entry] = break_even(rows, summarize(rows))
     assert (entry["config"], entry["cut"], entry["bytes_per_frame"], entry["rival_p50_ms"]) == ("a", 4, 34_000, 260.0)
-    assert entry["break_even_bytes"] is None
+    assert entry["break_even_bytes"] is None and entry["short_ms"] == 89.4  # 323.4 ms against 0.9 × 260
 
 
 def test_csv_and_plot_are_written(tmp_path: Path) -> None:

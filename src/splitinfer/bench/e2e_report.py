@@ -53,16 +53,22 @@ def link_ms(nbytes: float, rate_mbit: float) -> float:
     return nbytes * WIRE_OVERHEAD * 8.0 / (rate_mbit * 1e6) * 1000.0
 
 
-def break_even_bytes(row: Dict[str, Any], baseline_ms: float, rate_mbit: float) -> Optional[int]:
-    """The most bytes per frame this split row could send and still beat ``baseline_ms`` by NOISE, the rest of its
-    latency (head, delay, tail) as measured; None when even an empty payload would not."""
+def _spare_ms(row: Dict[str, Any], baseline_ms: float, rate_mbit: float) -> Optional[float]:
+    """What this split row's payload may take of the link for split to beat ``baseline_ms`` by NOISE, the rest of
+    its latency (head, delay, tail) as measured: negative when even an empty payload would lose."""
     if not row.get("p50_ms"):
         return None
     rest = row["p50_ms"] - link_ms(row.get("bytes_per_frame") or 0, rate_mbit)
-    budget_ms = (1.0 - NOISE) * baseline_ms - rest
-    if budget_ms <= 0:
+    return (1.0 - NOISE) * baseline_ms - rest
+
+
+def break_even_bytes(row: Dict[str, Any], baseline_ms: float, rate_mbit: float) -> Optional[int]:
+    """The most bytes per frame this split row could send and still beat ``baseline_ms`` by NOISE, the rest of its
+    latency (head, delay, tail) as measured; None when even an empty payload would not."""
+    spare = _spare_ms(row, baseline_ms, rate_mbit)
+    if spare is None or spare <= 0:
         return None
-    return int(budget_ms / 1000.0 * rate_mbit * 1e6 / 8.0 / WIRE_OVERHEAD)
+    return int(spare / 1000.0 * rate_mbit * 1e6 / 8.0 / WIRE_OVERHEAD)
 
 
 def _pct(a: float, b: float) -> float:
@@ -177,7 +183,7 @@ def verdict(split: Dict[str, Any], local: Optional[Dict[str, Any]], offload: Opt
 
 def break_even(rows: Sequence[Dict[str, Any]], summary: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Per point and split cut: today's bytes per frame and the break-even payload against the better of local
-    and the best offload."""
+    and the best offload; where none exists, ``short_ms``: how much faster head and tail would have to be."""
     out = []
     for s in summary:
         rivals = [v for v in (s.get("best_local_p50_ms"), s.get("best_offload_p50_ms")) if v]
@@ -185,10 +191,13 @@ def break_even(rows: Sequence[Dict[str, Any]], summary: Iterable[Dict[str, Any]]
             continue
         for r in _at(rows, s["budget_cores"], s["link_mbit"], s["rtt_ms"]):
             if family(r["config"]) == "split":
+                spare = _spare_ms(r, min(rivals), s["link_mbit"])
                 out.append({"budget_cores": s["budget_cores"], "link_mbit": s["link_mbit"], "rtt_ms": s["rtt_ms"],
                             "config": r["config"], "cut": r.get("cut"), "bytes_per_frame": r.get("bytes_per_frame"),
                             "rival_p50_ms": min(rivals),
-                            "break_even_bytes": break_even_bytes(r, min(rivals), s["link_mbit"])})
+                            "break_even_bytes": break_even_bytes(r, min(rivals), s["link_mbit"]),
+                            # at an empty payload, how much too slow the rest (head, delay, tail) still is
+                            "short_ms": round(-spare, 1) if spare is not None and spare <= 0 else None})
     return out
 
 
@@ -258,7 +267,7 @@ def write_plot(path: Path, rows: Sequence[Dict[str, Any]], summary: Sequence[Dic
         ax.set_title(_budget_label(budget), fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
     values = [v for s in summary for v in s["p50_ms"].values() if v]
-    ticks = [t for t in (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000)
+    ticks = [t for t in (10, 20, 50, 100, 150, 200, 300, 500, 700, 1000, 1500, 2000, 5000, 10000, 20000)
              if min(values) / 1.5 <= t <= max(values) * 1.5]
     for ax in axes[0]:
         ax.minorticks_off()
