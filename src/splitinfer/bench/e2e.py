@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,7 +117,10 @@ class E2EOptions:
                                                       "offload:avif", "auto"])
     frames: int = 15
     warmup: int = 3
-    bits: int = 4
+    bits: int = 4  # at cuts no calibration table covers
+    quality: int = 50  # the calibrated codec's quality (the coordinator's default)
+    keyframe_interval: int = 10  # delta frames between keyframes (the coordinator's default)
+    calibrate: bool = True  # the codec's tables for the split cuts, calibrated on the clip's first frames
     threads: int = 1
     image: str = "jpeg:90"  # the fleet's image codec: what auto may offload with
     out: Path = Path("bench/results")
@@ -141,6 +145,7 @@ class _Bench:
         self.procs = Processes(work, append=True)  # one configuration's processes
         self.services = Processes(work, append=True)  # the broker (whole bench), the relay (one link)
         self.folder, self.name, self.digest = as_assigned(opts.model)
+        self.tables: List[Path] = []
         self.head_url = f"mqtt://{pair.tail_ip}:{BROKER_PORT}"
         self.tail_url = self.head_url
         self.tail_profile: Dict[str, Any] = {}
@@ -162,6 +167,45 @@ class _Bench:
         self.services.start("mosquitto", self.pair.exec("tail", binary, "-c", str(conf)), new_session=True)
         time.sleep(0.5)
         self.services.check()
+
+    def prepare_models(self, modes: Sequence[ModeSpec]) -> None:
+        """The nodes' model folder: the model and, for the split cuts (a–d for auto), the codec's calibration
+        tables, calibrated on the synthetic clip's first frames as ``run --local`` does; none (the version-1 codec
+        at ``bits``, with a note) for a model that detects nothing to calibrate on."""
+        folder = self.work / "models"
+        folder.mkdir(exist_ok=True)
+        if self.folder:  # a hard link (the nodes refuse a symbolic one out of their folder), else a copy
+            try:
+                os.link(Path(self.folder) / self.name, folder / self.name)
+            except OSError:
+                shutil.copy2(Path(self.folder) / self.name, folder / self.name)
+        self.folder = str(folder)
+        cuts = list(dict.fromkeys(c for m in modes for c in (("a", "b", "c", "d") if m.family == "auto" else
+                                                           (m.cut,) if m.family == "split" else ())))
+        if not self.opts.calibrate or not cuts:
+            return
+        from splitinfer.errors import ModelError
+        from splitinfer.head.sources import sample_frames
+        from splitinfer.splitting import load_model
+        from splitinfer.splitting.sensitivity import calibrate_files
+
+        model = load_model(self.opts.model)
+        try:
+            made = calibrate_files(model, cuts, sample_frames("synthetic", 8), folder=folder,
+                                   stem=Path(self.name).stem, imgsz=self.opts.imgsz)
+        except ModelError as exc:
+            self.notes.append(f"the codec is not calibrated, so split sends version-1 features at {self.opts.bits} "
+                              f"bits: {exc}")
+            return
+        self.tables = [path for _, path in made]
+        self.notes.append(f"codec calibrated on the clip's first 8 frames at cuts {', '.join(cuts)}: quality "
+                          f"{self.opts.quality} there, version 1 at {self.opts.bits} bits at other cuts")
+
+    def codec_args(self) -> List[str]:
+        """The codec as the coordinator assigns it (the profiles are measured with exactly these)."""
+        o = self.opts
+        return ["--bits", str(o.bits), "--quality", str(o.quality), "--keyframe-interval", str(o.keyframe_interval),
+                *[arg for t in self.tables for arg in ("--table", str(t))]]
 
     def set_link(self, link: LinkSpec) -> None:
         """Shape the veth; (re)start the delay relay the head connects through (none without an RTT)."""
@@ -204,8 +248,8 @@ class _Bench:
                                                           "tail", *common), self.cache("tail"))
         self.head_profiles = {}
         for image in dict.fromkeys(images):
-            argv = _py("-m", "splitinfer.bench.e2e_procs", "profile", "--role", "head", *common, "--bits",
-                       str(o.bits), "--image", image)
+            argv = _py("-m", "splitinfer.bench.e2e_procs", "profile", "--role", "head", *common, *self.codec_args(),
+                       "--image", image)
             self.head_profiles[image.split(":")[0]] = self._profile("profile", self._head_command(argv, netns=False),
                                                                      self.cache("head"))
 
@@ -260,7 +304,7 @@ class _Bench:
         self.procs.start("coordinator", self.pair.exec("tail", *_py(
             "-m", "splitinfer", "coordinator", *tail_common, "--model", self.name, "--sha256", self.digest,
             "--inventory", "tail-1=tail", "--inventory", "head-1=head", "--imgsz", str(o.imgsz), "--cut", mode.cut,
-            "--bits", str(o.bits), "--tail-batch", "1", "--max-wait-ms", "0", "--offload", "head-1",
+            *self.codec_args(), "--tail-batch", "1", "--max-wait-ms", "0", "--offload", "head-1",
             "--image", image)), new_session=True)
         self.procs.start("tail", self.pair.exec("tail", *_py(
             "-m", "splitinfer", "node", "tail", *tail_common, "--id", "tail-1", "--model-dir", self.folder,
@@ -408,6 +452,8 @@ def run_e2e(opts: E2EOptions, *, say: Callable[[str], None] = lambda s: None) ->
         bench = _Bench(opts, pair, work, say)
         try:
             bench.start_broker()
+            say("preparing the model folder (calibrating the codec)")
+            bench.prepare_models(modes)
             for budget in opts.budgets:
                 with contextlib.ExitStack() as stack:
                     bench.budget = stack.enter_context(CpuBudget.create(budget)) if budget is not None else None
@@ -418,7 +464,8 @@ def run_e2e(opts: E2EOptions, *, say: Callable[[str], None] = lambda s: None) ->
         raise BenchError(f"bench e2e: no configuration produced detections; see the logs in {work}")
     summary = summarize(rows, auto_image=opts.image)
     result = {
-        "model": opts.model, "imgsz": opts.imgsz, "bits": opts.bits, "frames": opts.frames,
+        "model": opts.model, "imgsz": opts.imgsz, "bits": opts.bits, "quality": opts.quality,
+        "calibrated": [p.name for p in bench.tables], "frames": opts.frames,
         "threads": opts.threads, "image": opts.image,
         "options": {k: str(v) for k, v in asdict(opts).items()}, "rows": rows, "summary": summary,
         "break_even": break_even(rows, summary), "notes": notes + bench.notes,
@@ -462,6 +509,8 @@ def _write(out: Path, result: Dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "e2e.json").write_text(json.dumps(result, indent=2))
     write_csv(out / "e2e.csv", result["rows"])
-    title = (f"{Path(result['model']).name} at {result['imgsz']}, {result['bits']}-bit features, tail "
-             f"{result['threads']} CPU thread(s), unconstrained; auto offloads with {result['image']}")
+    codec = (f"calibrated codec at quality {result['quality']}" if result.get("calibrated") else
+             f"{result['bits']}-bit features")
+    title = (f"{Path(result['model']).name} at {result['imgsz']}, {codec}, tail {result['threads']} CPU "
+             f"thread(s), unconstrained; auto offloads with {result['image']}")
     write_plot(out / "e2e.png", result["rows"], result["summary"], title)

@@ -141,17 +141,22 @@ def profile(args: argparse.Namespace) -> Dict[str, Any]:
     name = os.path.basename(args.model)
     if args.role == "tail":
         return dict(tail_profile(model, name=name, imgsz=imgsz, batch=1), imgsz=args.imgsz)
-    from splitinfer.codec import Codec, simd
+    from splitinfer.codec import simd
     from splitinfer.codec.frames import available, decode_frames, encode_frames
+    from splitinfer.codec.table import CalibrationTable
     from splitinfer.features import FrameMeta
+    from splitinfer.head.pipeline import codec_for
 
-    codec = {"bits": args.bits}
+    # the assignment's codec, as the coordinator writes it from its flags
+    codec = {"bits": args.bits, "quality": args.quality, "keyframe_interval": args.keyframe_interval}
+    tables = [CalibrationTable.load(path) for path in args.table]
     fmt, _, quality = args.image.partition(":")
     image_codec = None
     if available(fmt):
         q = int(quality or 80)
         image_codec = (fmt, lambda frame: encode_frames([frame], [FrameMeta()], fmt=fmt, quality=q), decode_frames)
-    measured = head_profile(model, name=name, imgsz=imgsz, batch=1, codec=codec, make_codec=lambda: Codec(**codec),
+    measured = head_profile(model, name=name, imgsz=imgsz, batch=1, codec=codec, tables=[t.hexdigest for t in tables],
+                            make_codec=lambda cut: codec_for(cut, model, imgsz, codec, tables),
                             codec_path=simd.status(), image_codec=image_codec)
     return dict(measured, imgsz=args.imgsz)
 
@@ -172,6 +177,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--quality", type=int, default=50)
+    p.add_argument("--keyframe-interval", type=int, default=10)
+    p.add_argument("--table", action="append", default=[], help="a calibration table file (repeatable)")
     p.add_argument("--image", default="jpeg:90", help="the image codec the head's profile measures, FORMAT:QUALITY")
     p.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
