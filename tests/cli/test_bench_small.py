@@ -67,4 +67,4 @@ def test_bench_startup_times_real_nodes_with_a_model_file(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert [r["cache"] for r in data["rounds"]] == ["cold", "warm"]
-    assert all(0 < r["tail_ready_s"] and 0 < r["head_first_frame_s"] for r in data["rounds"])
+    assert all(r["tail_ready_s"] > 0 and r["head_first_frame_s"] > 0 for r in data["rounds"])

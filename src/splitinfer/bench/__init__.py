@@ -6,7 +6,9 @@ table or JSON, and writes its JSON under ``bench/results/``. None of them fails 
     codec_frames.py                      its frame sets (calibration, evaluation, small, static, panning)
     rate_fidelity.py                     what both measure: tallies, references, image codecs, matching
     codec_speed.py    bench codec-speed  encode/decode time against the head and the seed codec (seed_codec.py)
-    e2e.py            bench e2e          every cut and the baselines over shaped links (netns.py, e2e_procs.py)
+    e2e.py            bench e2e          every mode (local, each cut, offload per image codec, auto) over shaped links
+                                         with the head on a CPU budget (netns.py, delay.py, budget.py, e2e_procs.py,
+                                         e2e_report.py)
     overhead.py       bench overhead     encode + transit + decode against unsplit inference
     soak.py           bench soak         RSS of head and tail over a long run
     broker_latency.py bench broker       publish → receive latency per payload size and broker kind

@@ -1,35 +1,25 @@
-"""The small programs ``splitctl bench e2e`` runs inside the namespaces besides the real nodes:
+"""The small programs ``splitctl bench e2e`` runs beside the real nodes:
 
-- ``collect``: reads a head's detections and its latest assignment from the broker, prints them as JSON;
-- ``jpeg-head`` / ``jpeg-tail``: the JPEG baseline, letterboxed frames sent as JPEG q90 and the whole model
-  run on the tail;
-- ``whole``: the other baseline, the whole model on the head with no network.
+- ``collect``: reads a head's detections (from its tail, or from the head itself in local mode) and its
+  assignments, until enough frames ran in the mode the coordinator planned with both profiles; prints JSON;
+- ``profile``: measures (or loads) the profile a head or tail node would report, into the node's cache, so no
+  measured configuration pays for profiling (run within the head's CPU budget for heads).
 
-Every program prints one JSON object on stdout: ``records`` (per frame: ``e2e_ms``, ``payload_bytes``, ...).
-Run as ``python -m splitinfer.bench.e2e_procs PROGRAM --options``.
+Every program prints one JSON object on stdout. Run as ``python -m splitinfer.bench.e2e_procs PROGRAM --options``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import struct
+import os
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["main"]
+__all__ = ["main", "mode_of", "one_clock", "planned", "steady_run"]
 
-_JPEG_HEADER = struct.Struct("<dIIIfff")  # capture wall time, seq, orig h, orig w, ratio, pad x, pad y
-
-
-def _threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, n))
-
-
-PREDICTION_GRACE_S = 10.0
+QUIET_S = 3.0
 
 
 def _client(url: str, name: str) -> Any:
@@ -39,11 +29,44 @@ def _client(url: str, name: str) -> Any:
     return MqttClient(BrokerConfig.from_url(url, client_id=name))
 
 
-def collect(args: argparse.Namespace) -> Dict[str, Any]:
-    """Detections of ``--head`` until ``--frames`` arrived, the head process is done (``--done-file``) and quiet,
-    or ``--timeout``; plus the head's assignments (waiting up to PREDICTION_GRACE_S for one with a prediction)."""
-    import os
+def mode_of(record: Dict[str, Any]) -> Tuple[str, Optional[int]]:
+    """(mode, cut) of a detection record: ("split", 4), ("local", None), ("offload", None)."""
+    return str(record.get("mode") or "split"), record.get("cut")
 
+
+def steady_run(records: List[Dict[str, Any]], since: float,
+               want: Optional[Tuple[str, Optional[int]]] = None) -> List[Dict[str, Any]]:
+    """The records at the end of ``records`` that ran in one mode (``want``, if given), captured at or after
+    ``since``."""
+    run: List[Dict[str, Any]] = []
+    for record in reversed(records):
+        if float(record.get("timestamp") or 0.0) < since or (run and mode_of(record) != mode_of(run[-1])) or (
+                want is not None and mode_of(record) != want):
+            break
+        run.append(record)
+    return run[::-1]
+
+
+def planned(assignments: List[Dict[str, Any]]) -> Tuple[Optional[Tuple[str, Optional[int]]], float]:
+    """What the head was last planned to run, from the last assignment with a prediction — (mode, cut), e.g.
+    ("split", 4) — and when that plan (mode and cut) was first received; (None, inf) before any."""
+    want: Optional[Tuple[str, Optional[int]]] = None
+    since = float("inf")
+    for a in assignments:
+        p = a.get("prediction")
+        if a.get("predicted_ms") is None or not isinstance(p, dict):
+            continue
+        mode = str(p.get("mode") or "split")
+        plan = (mode, int(p["cut"]) if mode == "split" and p.get("cut") is not None else None)
+        if plan != want:
+            want, since = plan, float(a.get("received") or 0.0)
+    return want, since
+
+
+def collect(args: argparse.Namespace) -> Dict[str, Any]:
+    """Detections of ``--head`` until ``--warmup`` + ``--frames`` of them ran in the mode the head was last
+    planned (the last assignment with a prediction: both profiles were in), captured after that plan arrived;
+    or until the head process is done (``--done-file``) and quiet, or ``--timeout``."""
     from splitinfer.broker.topics import Topics
 
     topics = Topics(args.fleet)
@@ -56,162 +79,111 @@ def collect(args: argparse.Namespace) -> Dict[str, Any]:
     deadline = time.monotonic() + args.timeout
     quiet_since: Optional[float] = None
     try:
-        while time.monotonic() < deadline and len(records) < args.frames:
-            assignments += [json.loads(m.payload) for m in assigns.drain() if m.payload]
+        while time.monotonic() < deadline:
+            assignments += [dict(json.loads(m.payload), received=m.received_wall) for m in assigns.drain()
+                            if m.payload]
+            want, since = planned(assignments)
+            if want is not None and len(steady_run(records, since, want)) >= args.warmup + args.frames:
+                break
             msg = detections.get(timeout=0.2)
             if msg is not None:
                 records.append(json.loads(msg.payload))
                 quiet_since = None
             elif args.done_file and os.path.exists(args.done_file):
                 quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since > 3.0:
+                if time.monotonic() - quiet_since > QUIET_S:
                     break
-        assignments += [json.loads(m.payload) for m in assigns.drain() if m.payload]
-        # a short run can end before the coordinator has both profiles and re-plans with a prediction: give it
-        # a moment (the head published its profile before its first frame), so the row can compare the two
-        grace = min(deadline, time.monotonic() + PREDICTION_GRACE_S)
-        while not any(a.get("predicted_ms") is not None for a in assignments) and time.monotonic() < grace:
-            msg = assigns.get(timeout=0.2)
-            if msg is not None and msg.payload:
-                assignments.append(json.loads(msg.payload))
     finally:
         client.close(timeout=0.5)
-    return {"records": [_slim(r) for r in records], "assignments": assignments}
+    want, since = planned(assignments)
+    return {"records": [_slim(r) for r in records], "assignments": assignments, "planned": want,
+            "since": since if want is not None else None}
+
+
+def one_clock(record: Dict[str, Any]) -> Dict[str, Any]:
+    """The record's timings with ``e2e_ms`` and ``transit_ms`` read off one clock (every process of the bench runs
+    on one machine): capture → the tail's publish, and the head's publish → the tail's receive. The nodes' own
+    figures, corrected by the head's NTP-style clock-offset estimate, are kept as ``reported_*``: on this path
+    (a large payload one way, a small record back) that estimate takes in half the payload's transfer time."""
+    timings = dict(record.get("timings") or {})
+    clock = record.get("clock")
+    captured = record.get("timestamp")
+    if not isinstance(clock, dict) or not isinstance(captured, (int, float)) or not captured:
+        return timings  # local mode: the head timed it on its own clock
+    values = [v for v in (clock.get(k) for k in ("sent", "received", "published")) if isinstance(v, (int, float))]
+    if len(values) != 3:
+        return timings
+    sent, received, published = (float(v) for v in values)
+    timings["reported_e2e_ms"], timings["reported_transit_ms"] = timings.get("e2e_ms"), timings.get("transit_ms")
+    timings["e2e_ms"] = round((published - float(captured)) * 1000.0, 3)
+    timings["transit_ms"] = round((received - sent) * 1000.0, 3)
+    return timings
 
 
 def _slim(record: Dict[str, Any]) -> Dict[str, Any]:
-    return {"seq": record["seq"], "cut": record["cut"], "payload_bytes": record["payload_bytes"],
-            "timings": record["timings"], "boxes": len(record.get("boxes", []))}
+    return {"seq": record.get("seq"), "timestamp": record.get("timestamp"), "cut": record.get("cut"),
+            "mode": record.get("mode") or "split", "payload_bytes": record.get("payload_bytes", 0),
+            "timings": one_clock(record), "boxes": len(record.get("boxes") or [])}
 
 
-def _paced_frames(source: str, frames: int, fps: float) -> Any:
-    from splitinfer.head.sources import open_source
-
-    period = 1.0 / fps if fps > 0 else 0.0
-    due = time.monotonic()
-    for frame in open_source(source, limit=frames, loop=True):
-        now = time.monotonic()
-        if due > now:
-            time.sleep(due - now)
-        due = max(due + period, time.monotonic())
-        yield frame, time.time()
-
-
-def jpeg_head(args: argparse.Namespace) -> Dict[str, Any]:
-    """Letterbox each frame to ``--imgsz``, JPEG q``--quality`` it, publish it with its capture time."""
-    import cv2
-
-    from splitinfer.splitting.preprocess import letterbox
-
-    client = _client(args.broker, "jpeg-head")
-    client.connect(timeout=10)
-    sizes = []
-    try:
-        for frame, captured in _paced_frames(args.source, args.frames, args.fps):
-            image, ratio, pad = letterbox(frame.image, (args.imgsz, args.imgsz))
-            ok, jpeg = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), args.quality])
-            if not ok:
-                raise RuntimeError("JPEG encoding failed")
-            h, w = frame.image.shape[:2]
-            header = _JPEG_HEADER.pack(captured, frame.index, h, w, ratio, pad[0], pad[1])
-            payload = header + jpeg.tobytes()
-            sizes.append(len(payload))
-            client.publish(args.topic, payload, qos=0)
-        time.sleep(0.5)
-    finally:
-        client.close(timeout=1.0)
-    return {"sent": len(sizes), "bytes_mean": sum(sizes) / max(1, len(sizes))}
-
-
-def jpeg_tail(args: argparse.Namespace) -> Dict[str, Any]:
-    """Decode the JPEGs, run the whole model and NMS; the e2e time runs from capture to detections ready."""
-    import cv2
-    import numpy as np
+def profile(args: argparse.Namespace) -> Dict[str, Any]:
+    """The profile a node reports for this model, input size and (heads) codec and image codec, measured the way
+    the node measures it (same calls, same cache key: ``$SPLITINFER_CACHE``), so the node finds it cached."""
     import torch
 
     import splitinfer
+    from splitinfer.splitting.model import default_imgsz
+    from splitinfer.splitting.profile import head_profile, tail_profile
+
+    torch.set_num_threads(max(1, args.threads))
+    model = splitinfer.load_model(args.model)
+    imgsz = default_imgsz(model, args.imgsz)
+    name = os.path.basename(args.model)
+    if args.role == "tail":
+        return dict(tail_profile(model, name=name, imgsz=imgsz, batch=1), imgsz=args.imgsz)
+    from splitinfer.codec import simd
+    from splitinfer.codec.frames import available, decode_frames, encode_frames
+    from splitinfer.codec.table import CalibrationTable
     from splitinfer.features import FrameMeta
+    from splitinfer.head.pipeline import codec_for
 
-    _threads(args.threads)
-    model = splitinfer.load_model(args.model)
-    with torch.no_grad():
-        model(torch.zeros(1, 3, args.imgsz, args.imgsz))  # warm up before the first frame arrives
-    client = _client(args.broker, "jpeg-tail")
-    sub = client.subscribe(args.topic, maxsize=1000, drop="oldest")
-    client.connect(timeout=10)
-    print(json.dumps({"ready": True}), flush=True)
-    records: List[Dict[str, Any]] = []
-    deadline = time.monotonic() + args.timeout
-    try:
-        while len(records) < args.frames and time.monotonic() < deadline:
-            msg = sub.get(timeout=0.2)
-            if msg is None:
-                continue
-            captured, seq, h, w, ratio, px, py = _JPEG_HEADER.unpack_from(msg.payload)
-            t0 = time.perf_counter()
-            image = cv2.imdecode(np.frombuffer(msg.payload[_JPEG_HEADER.size:], np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                continue
-            x = torch.from_numpy(np.ascontiguousarray(image[..., ::-1].transpose(2, 0, 1))).float().div_(255.0)[None]
-            t1 = time.perf_counter()
-            with torch.no_grad():
-                out = model(x)
-            t2 = time.perf_counter()
-            meta = FrameMeta(seq=seq, timestamp=captured, orig_shape=(h, w), ratio=ratio, pad=(px, py))
-            det = splitinfer.postprocess(out, [meta], conf=0.25, end2end=model.end2end, names=model.names)[0]
-            done = time.time()
-            records.append({"seq": seq, "cut": None, "payload_bytes": len(msg.payload), "boxes": len(det.boxes),
-                            "timings": {"decode_ms": (t1 - t0) * 1000, "tail_ms": (t2 - t1) * 1000,
-                                        "transit_ms": max(0.0, (msg.received_wall - captured) * 1000),
-                                        "e2e_ms": (done - captured) * 1000}})
-    finally:
-        client.close(timeout=0.5)
-    return {"records": records}
-
-
-def whole(args: argparse.Namespace) -> Dict[str, Any]:
-    """The whole model on the head, no network: letterbox, model, NMS per paced frame."""
-    import torch
-
-    import splitinfer
-
-    _threads(args.threads)
-    model = splitinfer.load_model(args.model)
-    with torch.no_grad():
-        model(torch.zeros(1, 3, args.imgsz, args.imgsz))
-    records: List[Dict[str, Any]] = []
-    for frame, captured in _paced_frames(args.source, args.frames, args.fps):
-        x, metas = splitinfer.to_batch([frame.image], args.imgsz, timestamps=[captured])
-        t1 = time.perf_counter()
-        with torch.no_grad():
-            out = model(x)
-        t2 = time.perf_counter()
-        det = splitinfer.postprocess(out, metas, conf=0.25, end2end=model.end2end, names=model.names)[0]
-        records.append({"seq": frame.index, "cut": None, "payload_bytes": 0, "boxes": len(det.boxes),
-                        "timings": {"head_ms": (t2 - t1) * 1000, "e2e_ms": (time.time() - captured) * 1000}})
-    return {"records": records}
+    # the assignment's codec, as the coordinator writes it from its flags
+    codec = {"bits": args.bits, "quality": args.quality, "keyframe_interval": args.keyframe_interval}
+    tables = [CalibrationTable.load(path) for path in args.table]
+    fmt, _, quality = args.image.partition(":")
+    image_codec = None
+    if available(fmt):
+        q = int(quality or 80)
+        image_codec = (fmt, lambda frame: encode_frames([frame], [FrameMeta()], fmt=fmt, quality=q), decode_frames)
+    measured = head_profile(model, name=name, imgsz=imgsz, batch=1, codec=codec, tables=[t.hexdigest for t in tables],
+                            make_codec=lambda cut: codec_for(cut, model, imgsz, codec, tables),
+                            codec_path=simd.status(), image_codec=image_codec)
+    return dict(measured, imgsz=args.imgsz)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m splitinfer.bench.e2e_procs")
     sub = parser.add_subparsers(dest="program", required=True)
-    for name in ("collect", "jpeg-head", "jpeg-tail", "whole"):
-        p = sub.add_parser(name)
-        p.add_argument("--broker", default="mqtt://127.0.0.1:1883")
-        p.add_argument("--fleet", default="bench")
-        p.add_argument("--head", default="head-1")
-        p.add_argument("--topic", default="splitinfer-bench/jpeg")
-        p.add_argument("--model", default="")
-        p.add_argument("--source", default="synthetic")
-        p.add_argument("--imgsz", type=int, default=320)
-        p.add_argument("--frames", type=int, default=20)
-        p.add_argument("--fps", type=float, default=2.0)
-        p.add_argument("--quality", type=int, default=90)
-        p.add_argument("--threads", type=int, default=1)
-        p.add_argument("--timeout", type=float, default=120.0)
-        p.add_argument("--done-file", default="")
+    c = sub.add_parser("collect")
+    c.add_argument("--broker", default="mqtt://127.0.0.1:1883")
+    c.add_argument("--fleet", default="bench")
+    c.add_argument("--head", default="head-1")
+    c.add_argument("--frames", type=int, default=20, help="frames measured in one mode, after --warmup")
+    c.add_argument("--warmup", type=int, default=3)
+    c.add_argument("--timeout", type=float, default=120.0)
+    c.add_argument("--done-file", default="")
+    p = sub.add_parser("profile")
+    p.add_argument("--role", choices=("head", "tail"), required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--bits", type=int, default=4)
+    p.add_argument("--quality", type=int, default=50)
+    p.add_argument("--keyframe-interval", type=int, default=10)
+    p.add_argument("--table", action="append", default=[], help="a calibration table file (repeatable)")
+    p.add_argument("--image", default="jpeg:90", help="the image codec the head's profile measures, FORMAT:QUALITY")
+    p.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    program = {"collect": collect, "jpeg-head": jpeg_head, "jpeg-tail": jpeg_tail, "whole": whole}[args.program]
+    program = {"collect": collect, "profile": profile}[args.program]
     print(json.dumps(program(args)), flush=True)
     return 0
 

@@ -6,7 +6,8 @@ that talk over a link of known speed.
         subprocess.run(pair.exec("head", "ping", "-c1", pair.tail_ip))
 
 Addresses are private (10.213.x.0/30) and exist only inside the two namespaces: no traffic leaves this machine.
-``tc``'s ``netem`` (delay, loss) is used only where the kernel has it (:func:`netem_available`).
+Delay is added by a relay in the head's namespace (:mod:`.delay`): these kernels have no ``netem``
+(:func:`netem_available` says whether this one does).
 """
 
 from __future__ import annotations
@@ -17,13 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-from splitinfer.errors import SplitInferError
+from splitinfer.errors import NetnsError
 
 __all__ = ["NetnsError", "NetnsPair", "netem_available", "netns_unavailable_reason"]
-
-
-class NetnsError(SplitInferError):
-    """Creating or shaping the namespaces failed."""
 
 
 def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess:

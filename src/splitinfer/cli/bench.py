@@ -245,11 +245,18 @@ def _text_table(title: str, columns: List[str], rows: List[List[str]]) -> Table:
     return table
 
 
-def _floats(text: str) -> List[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise BenchError(f"--links {text!r}: expected Mbit/s values separated by commas, e.g. 5,20,100") from None
+def _budgets(text: str) -> List[Optional[float]]:
+    out: List[Optional[float]] = []
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        try:
+            out.append(None if item in ("none", "full") else float(item))
+        except ValueError:
+            raise BenchError(f"--budgets {text!r}: expected cores per head separated by commas, e.g. 0.2,1 "
+                             "(none: unconstrained)") from None
+    return out
+
+
+QUICK_LINKS, QUICK_BUDGETS, QUICK_MODES, QUICK_FRAMES = "5:20,100:5", "0.2", "local,a,offload:jpeg,auto", 6
 
 
 @app.command("e2e")
@@ -257,22 +264,36 @@ def bench_e2e(
     model: Annotated[Optional[str], typer.Option(help=".pt checkpoint or .yaml config (default: the cached YOLOv8s "
                                                       "checkpoint, see scripts/fetch-weights).")] = None,
     imgsz: Annotated[int, typer.Option(help="Network input size.")] = 320,
-    links: Annotated[str, typer.Option(help="Link rates in Mbit/s, comma-separated.")] = "5,20,100,1000",
-    cuts: Annotated[str, typer.Option(help="Cuts to measure, comma-separated: a|b|c|d|N|auto.")] = "a,b,c,d,auto",
-    frames: Annotated[int, typer.Option(help="Measured frames per configuration (after the warm-up).")] = 20,
-    bits: Annotated[int, typer.Option(help="Codec bit width.")] = 4,
-    baselines: Annotated[bool, typer.Option(help="Also measure the whole model on the head and JPEG q90 frames "
-                                                 "sent to the tail.")] = True,
-    quick: Annotated[bool, typer.Option("--quick", help="Two links (5, 100 Mbit/s), cuts a, d and auto, 8 "
-                                                        "frames: about a minute.")] = False,
+    links: Annotated[str, typer.Option(help="Links, MBIT[:RTT_MS] comma-separated (tbf rate; delay by a relay).")
+                     ] = "2:40,5:40,20:20,100:10",
+    budgets: Annotated[str, typer.Option(help="Head CPU budgets in cores, comma-separated (a cgroup quota; none: "
+                                              "unconstrained).")] = "0.2,1",
+    modes: Annotated[str, typer.Option(help="Configurations, comma-separated: local, a|b|c|d|N (split), "
+                                            "offload:jpeg|webp|avif[:QUALITY], auto.")
+                     ] = "local,a,b,c,d,offload:jpeg,offload:webp,offload:avif,auto",
+    frames: Annotated[int, typer.Option(min=1, help="Measured frames per configuration (after the warm-up).")] = 15,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="The calibrated codec's quality at the split "
+                                                               "cuts (as the coordinator's --quality).")] = 50,
+    keyframe_interval: Annotated[int, typer.Option(min=0, help="Delta frames between keyframes (0: every frame "
+                                                               "a keyframe).")] = 10,
+    calibrate: Annotated[bool, typer.Option(help="Calibrate the codec at the split cuts on the clip's first 8 "
+                                                 "frames; without: version 1 at --bits everywhere.")] = True,
+    bits: Annotated[int, typer.Option(help="Codec bit width (version 1) where no calibration table covers a cut."
+                                      )] = 4,
+    image: Annotated[str, typer.Option(help="The fleet's image codec, FORMAT:QUALITY: what auto may offload with.")
+                     ] = "jpeg:90",
+    quick: Annotated[bool, typer.Option("--quick", help="Links 5:20 and 100:5, budget 0.2, modes local, a, "
+                                                        "offload:jpeg and auto, 6 frames: about two minutes.")
+                     ] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where e2e.json, e2e.csv and e2e.png go.")] = Path(
         "bench/results"),
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
 ) -> None:
-    """Head and tail in two network namespaces joined by a tbf-shaped veth (needs root and iproute2): measured
-    end-to-end latency p50/p99, bytes per frame and the cost model's prediction, per link and per cut, against
-    the whole model on the head and JPEG frames to the tail."""
-    from splitinfer.bench.e2e import E2EOptions, run_e2e
+    """Every mode — local, split at each cut, offload with each image codec, auto — with the head on a CPU budget
+    (a cgroup) and on links shaped in two network namespaces (needs root and iproute2): end-to-end latency
+    p50/p99, sustainable fps, bytes per frame and the cost model's prediction, which mode wins at each (link,
+    budget), and whether auto is within 10 % of the best."""
+    from splitinfer.bench.e2e import E2EOptions, LinkSpec, run_e2e
 
     if model is None:
         from splitinfer.splitting.weights import realistic_checkpoint
@@ -283,15 +304,17 @@ def bench_e2e(
             model = "yolo11n.yaml"
             err_console.print("no cached YOLOv8s checkpoint: using yolo11n.yaml with random weights (timings and "
                               "sizes are real)")
-    opts = E2EOptions(model=model, imgsz=imgsz, links=_floats(links), cuts=[c for c in cuts.split(",") if c],
-                      frames=frames, bits=bits, baselines=baselines, out=out)
     if quick:
-        opts.links, opts.cuts, opts.frames = [5.0, 100.0], ["a", "d", "auto"], 8
+        links, budgets, modes, frames = QUICK_LINKS, QUICK_BUDGETS, QUICK_MODES, QUICK_FRAMES
+    opts = E2EOptions(model=model, imgsz=imgsz, links=[LinkSpec.parse(x) for x in links.split(",") if x.strip()],
+                      budgets=_budgets(budgets), modes=[m.strip() for m in modes.split(",") if m.strip()],
+                      frames=frames, bits=bits, quality=quality, keyframe_interval=keyframe_interval,
+                      calibrate=calibrate, image=image, out=out)
     with err_console.status("starting…") as status:
 
         def say(line: str) -> None:
             status.update(line.strip())
-            err_console.print(line)
+            err_console.print(line, highlight=False)
 
         result = run_e2e(opts, say=say)
     if as_json:
@@ -301,25 +324,42 @@ def bench_e2e(
 
 
 def _print_e2e(result: Dict[str, Any]) -> None:
-    table = Table(title=f"{Path(result['model']).name} at {result['imgsz']}: end-to-end latency per link")
-    for name in ("Mbit/s", "config", "cut", "p50 ms", "p99 ms", "predicted ms", "err %", "profile-only err %",
-                 "bytes/frame"):
-        table.add_column(name, justify="left" if name == "config" else "right")
-    for r in result["rows"]:
-        table.add_row(_fmt(r["link_mbit"], "g"), r["config"], _fmt(r["cut"], "d"), _fmt(r["p50_ms"], ".1f"),
-                      _fmt(r["p99_ms"], ".1f"), _fmt(r["predicted_ms"], ".1f"), _fmt(r["predicted_err_pct"], "+.1f"),
-                      _fmt(r.get("predicted_profile_err_pct"), "+.1f"), f"{r['bytes_per_frame']:,}")
-    console.print(table)
+    from splitinfer.bench.e2e_report import family
+
+    configs = list(dict.fromkeys(r["config"] for r in result["rows"] if family(r["config"]) != "auto"))
+    for budget in dict.fromkeys(s["budget_cores"] for s in result["summary"]):
+        where = "unconstrained head" if budget is None else f"head on {budget:g} core"
+        table = Table(title=f"{Path(result['model']).name} at {result['imgsz']}, {where}: p50 ms, capture → "
+                            "detections (best in bold)", caption=f"link: Mbit/s / RTT ms; offload codecs by name; "
+                                                                 f"auto offloads with {result['image']}")
+        table.add_column("link")
+        for name in (*configs, "auto", "vs best"):
+            table.add_column(name.replace("offload:", ""), justify="right")
+        for s in (s for s in result["summary"] if s["budget_cores"] == budget):
+            auto = f"{_fmt(s['auto_p50_ms'], '.0f')} {s['auto_choice'].replace('offload:', '')}" if (
+                s["auto_choice"]) else "—"
+            table.add_row(f"{s['link_mbit']:g}/{s['rtt_ms']:g}", *[_p50_cell(s, c) for c in configs], auto,
+                          f"{s['auto_vs_best_pct']:+.0f} %" if s["auto_vs_best_pct"] is not None else "—")
+        console.print(table)
     for s in result["summary"]:
-        verdict = s["verdict"]
-        console.print(f"{s['link_mbit']:g} Mbit/s: best {s['best_config']} (cut {s['best_cut']}, "
-                      f"{s['best_p50_ms']} ms); auto cut {s['auto_cut']} {_fmt(s['auto_vs_best_pct'], '+.1f')} % "
-                      "vs best, predicted "
-                      f"{_fmt(s['auto_predicted_err_pct'], '+.1f')} % vs measured; JPEG {s['jpeg_p50_ms']} ms, whole "
-                      f"on head {s['whole_on_head_p50_ms']} ms: {verdict}")
+        where = "unconstrained" if s["budget_cores"] is None else f"{s['budget_cores']:g} core"
+        choice = (f"; auto ran {s['auto_choice']} ({s['auto_vs_best_pct']:+.0f} % vs the best; that mode's own run "
+                  f"{s['auto_choice_vs_best_pct']:+.0f} %)" if s.get("auto_choice_vs_best_pct") is not None else "")
+        miss = f"; auto missed: {s['auto_miss']}" if s.get("auto_miss") else ""
+        console.print(f"{where}, {s['link_mbit']:g} Mbit/s: {s['verdict']}{choice}{miss}", highlight=False)
     for note in result["notes"]:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", highlight=False)
     console.print(f"wrote {result['options']['out']}/e2e.json, e2e.csv, e2e.png in {result['wall_s']} s")
+
+
+def _p50_cell(summary: Dict[str, Any], config: str) -> str:
+    value = summary["p50_ms"].get(config)
+    if value is None:
+        return "—"
+    return f"[bold]{value:.0f}[/bold]" if config == summary["best"] else f"{value:.0f}"
+
+
+# ---- the smaller benchmarks: each prints a table (or --json) and writes its JSON under bench/results ----------
 
 
 def _report(name: str, result: Dict[str, Any], output: Optional[Path], as_json: bool, *tables: Table) -> None:
