@@ -4,7 +4,8 @@ measured in the same run (target: <= 10 % at cut b, 4 bits).
     splitctl bench overhead [--model PATH.pt] [--frames 60] [--fps 2] [--cut b] [--bits 4]
 
 The split run is `splitctl run --local` (broker, coordinator, tail and head as separate processes); the head is
-paced (--fps) below what the tail sustains, so the figures are per frame, not queueing. The unsplit model then
+paced (--fps) below what the tail sustains, so the figures are per frame, not queueing. The codec is version 1 at
+--bits (no calibration). The unsplit model then
 runs the same frames in this process. The target is judged on medians (the typical frame); means are reported
 too. Prints and writes bench/results/overhead.json.
 """
@@ -49,8 +50,9 @@ def run_overhead(model: Optional[str] = None, *, source: str = "synthetic", fram
     model = model or str(realistic_checkpoint())
     with tempfile.TemporaryDirectory() as out:
         # no per-layer profiling (that is for --cut auto): it would compete with the first frames
-        summary = run_local(LocalRun(model=model, source=source, frames=frames, cut=cut, bits=bits, imgsz=imgsz,
-                                     fps=fps, out=Path(out), annotate=False, head_args=["--no-profile"],
+        # the version-1 codec at ``bits`` (what this benchmark's target names), not run --local's calibrated one
+        summary = run_local(LocalRun(model=model, source=source, frames=frames, cut=cut, bits=bits, calibrate=False,
+                                     imgsz=imgsz, fps=fps, out=Path(out), annotate=False, head_args=["--no-profile"],
                                      tail_args=["--no-profile"]))
         rows = [json.loads(line) for line in (Path(out) / "detections.jsonl").read_text().splitlines()]
     warm = rows[5:] or rows  # the first frames pay for lazy initialisation

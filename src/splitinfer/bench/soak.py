@@ -45,7 +45,7 @@ def run_soak(model: str = "yolo11n.yaml", *, frames: int = 1000, imgsz: int = 32
 
     with tempfile.TemporaryDirectory() as out:
         summary = run_local(LocalRun(model=model, source=f"synthetic:{frames}", frames=frames, cut=cut, bits=bits,
-                                     imgsz=imgsz, out=Path(out), annotate=False, tail_batch=1,
+                                     calibrate=False, imgsz=imgsz, out=Path(out), annotate=False, tail_batch=1,
                                      head_args=["--threads", "1"], tail_args=["--threads", "1", "--queue", "8"]),
                             on_tick=tick, on_progress=progress)
     result: Dict[str, Any] = {"model": model, "frames_captured": summary["frames_captured"],
