@@ -49,10 +49,25 @@ def test_latency_is_head_plus_transfer_plus_tail() -> None:
     costs = cut_costs(head_profile(layer_ms=10.0), tail_profile(layer_ms=1.0), Link(8e6, rtt_ms=4.0))
     c3 = cost_of(costs, 3)
     assert c3.head_ms == pytest.approx(1.0 + 3 * 10.0 + 0.5)
-    assert c3.tail_ms == pytest.approx(0.25 + 3 * 1.0 + 2.0)
+    assert c3.tail_ms == pytest.approx(0.25 / 10 + 3 * 1.0 + 2.0)  # decode timed on the head, 10x the tail's time
     assert c3.transfer_ms == pytest.approx((10_000 + 96) * 1.04 * 8 / 8e6 * 1000 + 2.0)
     assert c3.latency_ms == pytest.approx(c3.head_ms + c3.transfer_ms + c3.tail_ms)
     assert [c.cut for c in costs] == [1, 2, 3, 4, 5]  # cuts are 1..N-1: both sides run at least one layer
+
+
+def test_decoding_is_charged_at_the_tails_speed_not_the_heads() -> None:
+    """The head times decoding (features and its offload image); the tail runs it. A camera 40x slower than the
+    server must not make offload look 40x costlier to decode."""
+    from splitinfer.coordinator.cost import mode_costs, tail_speed
+
+    head = dict(head_profile(layer_ms=40.0), images={"jpeg": {"bytes": 20_000, "encode_ms": 8.0, "decode_ms": 80.0}})
+    tail = tail_profile(layer_ms=1.0)
+    assert tail_speed(head, tail) == pytest.approx(6 / 240)
+    offload = next(c for c in mode_costs(head, tail, Link(8e6, rtt_ms=4.0), offload="jpeg") if c.mode == "offload")
+    assert offload.tail_ms == pytest.approx(80.0 / 40 + 6 * 1.0 + 2.0)
+    assert tail_speed(head, {"layer_ms": []}) == 1.0  # no whole-model time to compare: charged as measured
+    slow_tail = cost_of(cut_costs(head_profile(layer_ms=1.0), tail_profile(layer_ms=2.0), Link(8e6, rtt_ms=4.0)), 3)
+    assert slow_tail.tail_ms == pytest.approx(0.25 * 2 + 3 * 2.0 + 2.0)
 
 
 def test_fast_link_and_fast_tail_cut_early() -> None:

@@ -5,10 +5,13 @@ frame cut at layer ``c`` costs
 
     head_ms(c)     = preprocess + head_scale × Σ head layer_ms[0:c] + encode_ms(c)
     transfer_ms(c) = (bytes(c) + per-message overhead) × wire overhead × 8 / bandwidth + RTT / 2
-    tail_ms(c)     = decode_ms(c) + tail_scale × Σ tail layer_ms[c:N] + postprocess
+    tail_ms(c)     = decode_ms(c) × speed + tail_scale × Σ tail layer_ms[c:N] + postprocess
 
 ``head_scale``/``tail_scale`` (1 until a node reports otherwise) are what the nodes observe in service against
-their profile (contention, throttling); see ``splitinfer.node.stats.Calibration``.
+their profile (contention, throttling); see ``splitinfer.node.stats.Calibration``. Decoding runs on the tail but
+is timed by the head (it owns the codec settings): ``speed`` = the tail's time for the whole model over the
+head's (:func:`tail_speed`) carries that time over to the tail, so a slow camera's decode is not charged to a
+fast server.
 
 The two ends of the spectrum are costed the same way (:func:`mode_costs`): *local* (the whole model on the head,
 nothing sent) and *offload* (the letterboxed frame in the fleet's image codec, measured by the head on its
@@ -27,7 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 __all__ = [
     "CutCost", "Link", "best_latency", "best_shared", "cut_costs", "link_of", "mode_costs", "profile_matches",
-    "resolve_cut", "shared_fps",
+    "resolve_cut", "shared_fps", "tail_speed",
 ]
 
 MESSAGE_OVERHEAD = 96  # envelope + MQTT fixed header + topic, bytes
@@ -103,6 +106,14 @@ def resolve_cut(profile: Mapping[str, Any], spec: str) -> Optional[int]:
         return None
 
 
+def tail_speed(head: Mapping[str, Any], tail: Mapping[str, Any]) -> float:
+    """How long the tail takes for what takes the head 1 ms: the ratio of their whole-model times (1 when either
+    profile lacks them)."""
+    hs, ts = float(head.get("head_scale") or 1.0), float(tail.get("tail_scale") or 1.0)
+    h, t = hs * sum(head.get("layer_ms") or ()), ts * sum(tail.get("layer_ms") or ())
+    return t / h if h > 0 and t > 0 else 1.0
+
+
 def cut_costs(head: Mapping[str, Any], tail: Mapping[str, Any], link: Link,
               cuts: Optional[Sequence[int]] = None) -> List[CutCost]:
     """The predicted cost of every cut (or of ``cuts``) that the head's profile has payload sizes for."""
@@ -115,12 +126,13 @@ def cut_costs(head: Mapping[str, Any], tail: Mapping[str, Any], link: Link,
                          f"tail {len(tail_layers)}")
     pre, post = float(head.get("preprocess_ms", 0.0)), float(tail.get("postprocess_ms", 0.0))
     sizes: Mapping[str, Mapping[str, float]] = head.get("cuts") or {}
+    speed = tail_speed(head, tail)
     out = []
     for key, size in sorted(sizes.items(), key=lambda kv: int(kv[0])):
         c = int(key)
         if not 1 <= c < len(head_layers) or (cuts is not None and c not in cuts):
             continue
-        decode = float(size.get("decode_ms", 0.0))
+        decode = float(size.get("decode_ms", 0.0)) * speed
         out.append(CutCost(
             cut=c, bytes=float(size["bytes"]),
             head_ms=pre + sum(head_layers[:c]) + float(size.get("encode_ms", 0.0)),
@@ -142,7 +154,7 @@ def mode_costs(head: Mapping[str, Any], tail: Mapping[str, Any], link: Link, *,
                    tail_ms=0.0, tail_frame_ms=0.0, mode="local")]
     image = (head.get("images") or {}).get(offload) if offload else None
     if image:
-        decode = float(image.get("decode_ms", 0.0))
+        decode = float(image.get("decode_ms", 0.0)) * tail_speed(head, tail)
         whole = ts * sum(tail["layer_ms"])
         batched = ts * sum(tail.get("batch_layer_ms") or tail["layer_ms"])
         out.append(CutCost(cut=0, bytes=float(image["bytes"]), head_ms=pre + float(image.get("encode_ms", 0.0)),
