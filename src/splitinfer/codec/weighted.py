@@ -49,6 +49,7 @@ class _Key:
     signature: Signature
     symbols: List[np.ndarray]
     since: int = 1
+    nbytes: Optional[int] = None  # its coded size, when it was sent alone in its blob
 
 
 @dataclass(frozen=True)
@@ -104,17 +105,15 @@ class WeightedCoder:
         steps = self.steps(delta)
         symbols = [_quantize(t, self.table.mean[ti], steps[ti][1]) for ti, t in enumerate(features.tensors)]
         _refresh_where_delta_costs_more(frames, keys, symbols)
-        streams: List[bytes] = []
-        for ti, q in enumerate(symbols):
-            coded = q
-            if any(k is not None for k in keys):
-                coded = q.copy()
-                per = q.shape[0] // len(frames)
-                for b, key in enumerate(keys):
-                    if key is not None:
-                        coded[b * per : (b + 1) * per] -= key.symbols[ti]
-            streams.append(arith.encode(coded))
-        self._remember(frames, signature, symbols)
+        streams = _streams(frames, keys, symbols)
+        key = keys[0] if len(frames) == 1 else None
+        if key is not None and key.nbytes is not None and sum(map(len, streams)) >= key.nbytes:
+            # the estimate let through a delta that costs as much as its keyframe did (a fast pan): send a keyframe,
+            # which the next frames then refer to
+            frames[0] = _Frame(frames[0].meta, wire.KIND_KEY, frames[0].meta.seq, frames[0].delta)
+            keys[0] = None
+            streams = _streams(frames, keys, symbols)
+        self._remember(frames, signature, symbols, sum(map(len, streams)))
         return self._serialize(features, frames, streams)
 
     def _plan(
@@ -138,12 +137,13 @@ class WeightedCoder:
             keys.append(key if usable else None)
         return frames, keys
 
-    def _remember(self, frames: List[_Frame], signature: Signature, symbols: List[np.ndarray]) -> None:
+    def _remember(self, frames: List[_Frame], signature: Signature, symbols: List[np.ndarray], nbytes: int) -> None:
         for b, f in enumerate(frames):
             if f.kind == wire.KIND_KEY:
                 mine = [q[b * (q.shape[0] // len(frames)) : (b + 1) * (q.shape[0] // len(frames))].copy()
                         for q in symbols]
-                self._enc_keys.put(f.meta.source, _Key(f.meta.seq, signature, mine))
+                alone = nbytes if len(frames) == 1 else None
+                self._enc_keys.put(f.meta.source, _Key(f.meta.seq, signature, mine, nbytes=alone))
             elif f.kind == wire.KIND_DELTA:
                 key = self._enc_keys.get(f.meta.source)
                 if key is not None:
@@ -313,6 +313,21 @@ class WeightedCoder:
         qt = torch.from_numpy(flat).to(device)
         out = qt.float().mul_(torch.from_numpy(step).to(device)[:, None])
         return out.add_(torch.from_numpy(mean).to(device)[:, None]).reshape(shape)
+
+
+def _streams(frames: List[_Frame], keys: List[Optional[_Key]], symbols: List[np.ndarray]) -> List[bytes]:
+    """One range-coded stream per tensor: each frame's symbols, minus its keyframe's for a delta frame."""
+    streams: List[bytes] = []
+    for ti, q in enumerate(symbols):
+        coded = q
+        if any(k is not None for k in keys):
+            coded = q.copy()
+            per = q.shape[0] // len(frames)
+            for b, key in enumerate(keys):
+                if key is not None:
+                    coded[b * per : (b + 1) * per] -= key.symbols[ti]
+        streams.append(arith.encode(coded))
+    return streams
 
 
 def _refresh_where_delta_costs_more(frames: List[_Frame], keys: List[Optional[_Key]],
