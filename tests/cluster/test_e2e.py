@@ -42,6 +42,7 @@ def test_uncompressed_split_detections_equal_the_whole_model(cluster: Cluster, c
                                                              image_folder: Path) -> None:
     cluster.coordinator(checkpoint, "--imgsz", IMGSZ, "--cut", "b", "--bits", "32")
     cluster.tail("tail-1")
+    cluster.wait_online("tail-1")  # a head with no live tail runs its frames locally (fallback); these must split
     cluster.head("cam-1", str(image_folder))
     got = by_seq(cluster.wait_detections(4, timeout=120))
     expected = unsplit_detections(checkpoint, image_folder)
@@ -63,6 +64,7 @@ def test_compressed_split_stays_faithful(cluster: Cluster, checkpoint: str, imag
 
     cluster.coordinator(checkpoint, "--imgsz", IMGSZ, "--cut", "b", "--bits", "4")
     cluster.tail("tail-1", "--conf", "0.001")
+    cluster.wait_online("tail-1")
     cluster.head("cam-1", str(image_folder))
     got = by_seq(cluster.wait_detections(4, timeout=120))
     expected = unsplit_detections(checkpoint, image_folder)
