@@ -152,17 +152,21 @@ def test_garbage_raises_codec_error(data: bytes) -> None:
         Codec().decode(data)
 
 
+def flipped_or_truncated(data: st.DataObject, blob: bytes) -> bytes:
+    """``blob`` with one bit flipped, or cut short: either way, no longer a valid frame."""
+    out = bytearray(blob)
+    if data.draw(st.booleans()):
+        bit = data.draw(st.integers(0, len(out) * 8 - 1))
+        out[bit // 8] ^= 1 << (bit % 8)
+        return bytes(out)
+    return bytes(out[: data.draw(st.integers(0, len(out) - 1))])
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_bit_flips_and_truncations_raise_codec_error(data: st.DataObject) -> None:
-    blob = bytearray(BLOB)
-    if data.draw(st.booleans()):
-        bit = data.draw(st.integers(0, len(blob) * 8 - 1))
-        blob[bit // 8] ^= 1 << (bit % 8)
-    else:
-        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
     with pytest.raises(CodecError):
-        Codec().decode(bytes(blob))
+        Codec().decode(flipped_or_truncated(data, BLOB))
 
 
 @settings(max_examples=150, deadline=None)
@@ -274,14 +278,8 @@ def test_v2_bad_step_and_scheme() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_v2_bit_flips_and_truncations_raise_codec_error(data: st.DataObject) -> None:
-    blob = bytearray(BLOB2)
-    if data.draw(st.booleans()):
-        bit = data.draw(st.integers(0, len(blob) * 8 - 1))
-        blob[bit // 8] ^= 1 << (bit % 8)
-    else:
-        blob = blob[: data.draw(st.integers(0, len(blob) - 1))]
     with pytest.raises(CodecError):
-        Codec(table=TABLE2).decode(bytes(blob))
+        Codec(table=TABLE2).decode(flipped_or_truncated(data, BLOB2))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

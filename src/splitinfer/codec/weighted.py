@@ -106,14 +106,16 @@ class WeightedCoder:
         symbols = [_quantize(t, self.table.mean[ti], steps[ti][1]) for ti, t in enumerate(features.tensors)]
         _refresh_where_delta_costs_more(frames, keys, symbols)
         streams = _streams(frames, keys, symbols)
+        size = sum(map(len, streams))
         key = keys[0] if len(frames) == 1 else None
-        if key is not None and key.nbytes is not None and sum(map(len, streams)) >= key.nbytes:
+        if key is not None and key.nbytes is not None and size >= key.nbytes:
             # the estimate let through a delta that costs as much as its keyframe did (a fast pan): send a keyframe,
             # which the next frames then refer to
             frames[0] = _Frame(frames[0].meta, wire.KIND_KEY, frames[0].meta.seq, frames[0].delta)
             keys[0] = None
             streams = _streams(frames, keys, symbols)
-        self._remember(frames, signature, symbols, sum(map(len, streams)))
+            size = sum(map(len, streams))
+        self._remember(frames, signature, symbols, size)
         return self._serialize(features, frames, streams)
 
     def _plan(
