@@ -25,6 +25,12 @@ __all__ = ["HeadPipeline", "LocalPipeline", "OffloadPipeline", "Taken", "build_p
 Taken = List[Tuple[Any, float, float]]  # (frame, capture wall time, capture ms)
 
 
+def _to_batch(taken: Taken, imgsz: int, source: str) -> Tuple[Any, Any]:
+    """The network input for ``taken`` and its frames' metadata (sequence numbers, capture times)."""
+    return to_batch([f.image for f, _, _ in taken], imgsz, sources=[source] * len(taken),
+                    seqs=[f.index for f, _, _ in taken], timestamps=[wall for _, wall, _ in taken])
+
+
 def _capture_ms(taken: Taken) -> float:
     return sum(ms for _, _, ms in taken) / len(taken)
 
@@ -50,10 +56,7 @@ class HeadPipeline:
     def process(self, taken: Taken, source: str) -> Tuple[bytes, Dict[str, float]]:
         """Frames (frame, capture wall time, capture ms) → (codec blob, stage timings in ms)."""
         t0 = time.perf_counter()
-        x, frames = to_batch(
-            [f.image for f, _, _ in taken], self.imgsz, sources=[source] * len(taken),
-            seqs=[f.index for f, _, _ in taken], timestamps=[wall for _, wall, _ in taken],
-        )
+        x, frames = _to_batch(taken, self.imgsz, source)
         t1 = time.perf_counter()
         features = self.head(x, frames)
         if features.tensors and features.tensors[0].is_cuda:
@@ -125,10 +128,7 @@ class LocalPipeline:
         import torch
 
         t0 = time.perf_counter()
-        x, frames = to_batch(
-            [f.image for f, _, _ in taken], self.imgsz, sources=[source] * len(taken),
-            seqs=[f.index for f, _, _ in taken], timestamps=[wall for _, wall, _ in taken],
-        )
+        x, frames = _to_batch(taken, self.imgsz, source)
         t1 = time.perf_counter()
         with torch.no_grad():
             output = self.model(x.to(device=self.model.device, dtype=self.model.dtype))
